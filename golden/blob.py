@@ -1,0 +1,297 @@
+"""The compiled blob: layer program + compressed weights, byte for byte as the hardware reads it.
+
+``encode_program`` and ``decode_program`` are exact inverses; docs/FORMATS.md is the prose
+version of this module. All multi-byte fields are little-endian.
+"""
+
+import struct
+import zlib
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from squeezefpga.errors import BlobFormatError
+
+from .network import out_size
+
+__all__ = ["MAGIC", "VERSION", "OP_CONV", "OP_MAXPOOL", "OP_GLOBAL_SUM",
+           "ENC_NONE", "ENC_DENSE", "ENC_SPARSE", "ConvWeights", "Descriptor", "Program",
+           "encode_program", "decode_program", "encode_weights", "decode_weights",
+           "pack_bits", "unpack_bits", "sparse_entries", "HEADER", "DESCRIPTOR"]
+
+MAGIC = b"SQZF"
+VERSION = 1
+HEADER = struct.Struct("<4sHHHHHHIIIII")        # 36 bytes
+DESCRIPTOR = struct.Struct("<BBBBHHHHHHIIIIHBBBBH")  # 40 bytes
+OP_CONV, OP_MAXPOOL, OP_GLOBAL_SUM = 1, 2, 3
+OP_NAMES = {OP_CONV: "conv", OP_MAXPOOL: "maxpool", OP_GLOBAL_SUM: "global_sum"}
+ENC_NONE, ENC_DENSE, ENC_SPARSE = 0, 1, 2
+CODE_BITS, RUN_BITS = 6, 4
+MAX_RUN = 2 ** RUN_BITS - 1
+ALIGN = 4
+
+
+@dataclass
+class ConvWeights:
+    """Weights of one conv layer: codebook (int8, entry 0 = 0), per-weight codes (uint8,
+    shape (O, C, k, k)) and int32 biases."""
+    codebook: np.ndarray
+    codes: np.ndarray
+    bias: np.ndarray
+
+    def __eq__(self, other):
+        return (isinstance(other, ConvWeights) and np.array_equal(self.codebook, other.codebook)
+                and np.array_equal(self.codes, other.codes)
+                and np.array_equal(self.bias, other.bias))
+
+
+@dataclass(eq=True)
+class Descriptor:
+    """One step of the layer program.
+
+    Tensors are uint8 (C, H, W) planes in activation memory at byte addresses ``src`` and
+    ``dst``; a global sum writes ``out_c`` little-endian int32 values at ``dst``.
+    """
+    name: str
+    op: int
+    in_shape: tuple
+    out_shape: tuple
+    src: int
+    dst: int
+    kernel: int = 1
+    stride: int = 1
+    pad: int = 0
+    multiplier: int = 0
+    shift: int = 0
+    weights: ConvWeights = None
+
+    @property
+    def out_bytes(self):
+        c, h, w = self.out_shape
+        return c * h * w * (4 if self.op == OP_GLOBAL_SUM else 1)
+
+    @property
+    def in_bytes(self):
+        return int(np.prod(self.in_shape))
+
+
+@dataclass(eq=True)
+class Program:
+    """A whole compiled network: input/output locations and the layer program."""
+    input_shape: tuple
+    classes: int
+    activation_bytes: int
+    input_addr: int
+    output_addr: int
+    descriptors: list = field(default_factory=list)
+
+    @property
+    def convs(self):
+        return [d for d in self.descriptors if d.op == OP_CONV]
+
+
+def pack_bits(values, width):
+    """Pack unsigned ``values`` of ``width`` bits each, LSB first, into bytes."""
+    values = np.asarray(values, np.uint32)
+    bits = ((values[:, None] >> np.arange(width, dtype=np.uint32)) & 1).astype(np.uint8)
+    return np.packbits(bits.ravel(), bitorder="little").tobytes()
+
+
+def unpack_bits(data, width, count):
+    """Inverse of :func:`pack_bits`."""
+    bits = np.unpackbits(np.frombuffer(data, np.uint8), bitorder="little")[: count * width]
+    return (bits.reshape(count, width).astype(np.uint32) << np.arange(width, dtype=np.uint32)
+            ).sum(axis=1, dtype=np.uint32)
+
+
+def sparse_entries(codes):
+    """(zero-run, code) entries of a flat code array; runs over 15 are bridged by fillers
+    (run 15, code 0). Zeros after the last non-zero need no entries."""
+    flat = codes.ravel()
+    positions = np.flatnonzero(flat)
+    gaps = np.diff(positions, prepend=-1) - 1
+    fillers = gaps // (MAX_RUN + 1)
+    runs = np.full(int(fillers.sum()) + positions.size, MAX_RUN, np.uint32)
+    values = np.zeros(runs.size, np.uint32)
+    ends = np.cumsum(fillers + 1) - 1           # index of each real entry
+    runs[ends] = gaps - fillers * (MAX_RUN + 1)
+    values[ends] = flat[positions]
+    return runs, values
+
+
+def encode_weights(weights):
+    """Return (encoding, entry count, section bytes) for one conv layer's weights.
+
+    The section is: biases (int32 x out_c), codebook (int8 x n_codes), then either dense 6-bit
+    codes for every weight or 10-bit entries (4-bit zero-run low, 6-bit code high), whichever
+    is smaller; padded with zeros to a multiple of 4 bytes.
+    """
+    codes = weights.codes
+    runs, values = sparse_entries(codes)
+    dense = pack_bits(codes.ravel(), CODE_BITS)
+    sparse = pack_bits(runs | (values << RUN_BITS), RUN_BITS + CODE_BITS)
+    if len(sparse) < len(dense):
+        encoding, count, payload = ENC_SPARSE, runs.size, sparse
+    else:
+        encoding, count, payload = ENC_DENSE, codes.size, dense
+    section = (weights.bias.astype("<i4").tobytes() + weights.codebook.astype(np.int8).tobytes()
+               + payload)
+    return encoding, count, section + bytes(-len(section) % ALIGN)
+
+
+def _fail(message, offset):
+    raise BlobFormatError(f"{message} (byte offset {offset})")
+
+
+def decode_weights(blob, offset, encoding, count, n_codes, shape, name):
+    """Inverse of :func:`encode_weights`; validates codes and positions."""
+    out_c = shape[0]
+    size = int(np.prod(shape))
+    bias_end = offset + 4 * out_c
+    book_end = bias_end + n_codes
+    width = CODE_BITS if encoding == ENC_DENSE else RUN_BITS + CODE_BITS
+    end = book_end + (count * width + 7) // 8
+    if end > len(blob):
+        _fail(f"{name}: weight section needs bytes up to {end}, blob has {len(blob)}", offset)
+    bias = np.frombuffer(blob, "<i4", out_c, offset).astype(np.int32)
+    codebook = np.frombuffer(blob, np.int8, n_codes, bias_end).copy()
+    if codebook[0] != 0:
+        _fail(f"{name}: codebook entry 0 is {codebook[0]}, must be 0", bias_end)
+    raw = unpack_bits(blob[book_end:end], width, count)
+    if encoding == ENC_DENSE:
+        if count != size:
+            _fail(f"{name}: dense layer has {count} codes for {size} weights", offset)
+        codes = raw
+    else:
+        runs, codes_sparse = raw & MAX_RUN, raw >> RUN_BITS
+        positions = np.cumsum(runs.astype(np.int64) + 1) - 1
+        if count and positions[-1] >= size:
+            i = int(np.argmax(positions >= size))
+            _fail(f"{name}: sparse entry {i} lands at position {positions[i]}, outside the "
+                  f"{size} weights", book_end + i * width // 8)
+        codes = np.zeros(size, np.uint32)
+        codes[positions] = codes_sparse
+    if codes.size and codes.max() >= n_codes:
+        i = int(np.argmax(codes >= n_codes))
+        _fail(f"{name}: code {codes[i]} at weight {i} exceeds the {n_codes}-entry codebook",
+              book_end)
+    return ConvWeights(codebook, codes.astype(np.uint8).reshape(shape), bias)
+
+
+def _names_section(program):
+    out = bytearray()
+    for d in program.descriptors:
+        name = d.name.encode("utf-8")
+        if len(name) > 255:
+            raise ValueError(f"layer name too long: {d.name!r}")
+        out += bytes([len(name)]) + name
+    return bytes(out)
+
+
+def encode_program(program):
+    """Serialise a :class:`Program` to the blob the hardware loads."""
+    n = len(program.descriptors)
+    body = bytearray()
+    sections = []
+    weights_base = HEADER.size + n * DESCRIPTOR.size
+    for d in program.descriptors:
+        if d.weights is None:
+            sections.append((ENC_NONE, 0, 0, 0))
+            continue
+        encoding, count, section = encode_weights(d.weights)
+        sections.append((encoding, count, weights_base + len(body), d.weights.codebook.size))
+        body += section
+    names = _names_section(program)
+    descs = bytearray()
+    for d, (encoding, count, offset, n_codes) in zip(program.descriptors, sections):
+        descs += DESCRIPTOR.pack(d.op, d.kernel, d.stride, d.pad, *d.in_shape, *d.out_shape,
+                                 d.src, d.dst, offset, count, d.multiplier, d.shift, n_codes,
+                                 encoding, 0, 0)
+    payload = bytes(descs) + bytes(body) + names
+    header = HEADER.pack(MAGIC, VERSION, n, *program.input_shape, program.classes,
+                         program.activation_bytes, program.input_addr, program.output_addr,
+                         HEADER.size + len(payload), zlib.crc32(payload))
+    return header + payload
+
+
+def expected_out_shape(op, in_shape, kernel, stride, pad, out_c):
+    """Output shape a descriptor must declare, from its input shape and kernel parameters."""
+    c, h, w = in_shape
+    if op == OP_CONV:
+        return (out_c, out_size(h, kernel, stride, pad), out_size(w, kernel, stride, pad))
+    if op == OP_MAXPOOL:
+        return (c, out_size(h, kernel, stride, 0, True), out_size(w, kernel, stride, 0, True))
+    return (c, 1, 1)
+
+
+def decode_program(blob, source="blob"):
+    """Parse and validate a blob; the inverse of :func:`encode_program`."""
+    blob = bytes(blob)
+    if len(blob) < HEADER.size:
+        raise BlobFormatError(f"{source}: {len(blob)} bytes is shorter than the "
+                              f"{HEADER.size}-byte header")
+    (magic, version, n, in_c, in_h, in_w, classes, act_bytes, in_addr, out_addr, length,
+     crc) = HEADER.unpack_from(blob)
+    if magic != MAGIC:
+        raise BlobFormatError(f"{source}: bad magic {magic!r}, expected {MAGIC!r} "
+                              "(not a squeezefpga blob)")
+    if version != VERSION:
+        raise BlobFormatError(f"{source}: format version {version}, this tool reads {VERSION}")
+    if length != len(blob):
+        raise BlobFormatError(f"{source}: header says {length} bytes, blob has {len(blob)} "
+                              f"({'truncated' if len(blob) < length else 'trailing bytes'})")
+    if zlib.crc32(blob[HEADER.size:]) != crc:
+        raise BlobFormatError(f"{source}: CRC-32 mismatch: the blob is corrupt")
+    names_at = HEADER.size + n * DESCRIPTOR.size
+    if names_at > len(blob):
+        _fail(f"{source}: {n} descriptors do not fit the blob", HEADER.size)
+    raw_descs = [DESCRIPTOR.unpack_from(blob, HEADER.size + i * DESCRIPTOR.size)
+                 for i in range(n)]
+    # The name table follows the last weight section.
+    ends = [HEADER.size + n * DESCRIPTOR.size]
+    descriptors = []
+    for i, r in enumerate(raw_descs):
+        (op, kernel, stride, pad, ic, ih, iw, oc, oh, ow, src, dst, w_off, count, mult, shift,
+         n_codes, encoding, _, _) = r
+        at = HEADER.size + i * DESCRIPTOR.size
+        where = f"{source}: descriptor {i}"
+        if op not in OP_NAMES:
+            _fail(f"{where}: unknown operation {op}", at)
+        in_shape, out_shape = (ic, ih, iw), (oc, oh, ow)
+        try:
+            expected = expected_out_shape(op, in_shape, kernel, stride, pad, oc)
+        except ValueError as exc:
+            _fail(f"{where}: {exc}", at)
+        if out_shape != expected or min(in_shape) == 0 or stride == 0:
+            _fail(f"{where}: {OP_NAMES[op]} of {in_shape} with kernel {kernel}, stride "
+                  f"{stride}, pad {pad} cannot give {out_shape}", at)
+        weights = None
+        if op == OP_CONV:
+            if encoding not in (ENC_DENSE, ENC_SPARSE) or not 1 <= n_codes <= 64:
+                _fail(f"{where}: bad weight encoding {encoding} / codebook size {n_codes}", at)
+            if not 1 <= shift <= 63:
+                _fail(f"{where}: requantisation shift {shift} outside 1..63", at)
+            weights = decode_weights(blob, w_off, encoding, count, n_codes,
+                                     (oc, ic, kernel, kernel), f"{where}")
+            width = 6 if encoding == ENC_DENSE else 10
+            end = w_off + 4 * oc + n_codes + (count * width + 7) // 8
+            ends.append(end + (-end % ALIGN))
+        descriptors.append([op, in_shape, out_shape, src, dst, kernel, stride, pad, mult,
+                            shift, weights])
+    for d in descriptors:
+        c, h, w = d[2]
+        nbytes = c * h * w * (4 if d[0] == OP_GLOBAL_SUM else 1)
+        if max(d[3] + int(np.prod(d[1])), d[4] + nbytes) > act_bytes:
+            _fail(f"{source}: a tensor lies outside the {act_bytes}-byte activation memory",
+                  HEADER.size)
+    at = max(ends)
+    names = []
+    for i in range(n):
+        if at >= len(blob) or at + 1 + blob[at] > len(blob):
+            _fail(f"{source}: name table truncated at layer {i}", at)
+        names.append(blob[at + 1: at + 1 + blob[at]].decode("utf-8", "replace"))
+        at += 1 + blob[at]
+    if at != len(blob):
+        _fail(f"{source}: {len(blob) - at} unexpected bytes after the name table", at)
+    return Program((in_c, in_h, in_w), classes, act_bytes, in_addr, out_addr,
+                   [Descriptor(name, *d) for name, d in zip(names, descriptors)])

@@ -1,0 +1,138 @@
+"""Model compiler: quantized network -> layer program with activation-memory addresses -> blob."""
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from squeezefpga.errors import QuantizationError
+
+from .blob import (OP_CONV, OP_GLOBAL_SUM, OP_MAXPOOL, ConvWeights, Descriptor, Program,
+                   encode_program)
+from .image import load_image
+from .importer import load_compressed
+from .network import Add, Concat, Conv, GlobalAvgPool, MaxPool
+from .quantize import calibration_images, quantize
+
+__all__ = ["ALIGN", "build_program", "compile_model", "compile_file", "Compiled"]
+
+ALIGN = 4
+
+
+def _align(n):
+    return n + (-n % ALIGN)
+
+
+class _Arena:
+    """First-fit allocator over a linear activation memory."""
+
+    def __init__(self):
+        self.blocks = {}   # name -> (start, size)
+        self.peak = 0
+
+    def alloc(self, name, size):
+        size = _align(size)
+        start = 0
+        for s, n in sorted(self.blocks.values()):
+            if start + size <= s:
+                break
+            start = max(start, s + n)
+        self.blocks[name] = (start, size)
+        self.peak = max(self.peak, start + size)
+        return start
+
+    def free(self, name):
+        del self.blocks[name]
+
+
+def build_program(network, qmodel):
+    """Lay out every tensor in activation memory and emit one descriptor per hardware step.
+
+    Concatenations cost nothing: both expand branches write into one (C, H, W) region at their
+    channel offset. Each region is freed after its last reader, and the output of a step never
+    overlaps its input.
+    """
+    shapes = network.shapes()
+    root, offset = {"data": "data"}, {"data": 0}
+    for op in network.ops:
+        if isinstance(op, Add):
+            raise QuantizationError(f"{op.name}: the accelerator has no element-wise add; "
+                                    "bypass networks run only in the float reference")
+        root[op.name], offset[op.name] = op.name, 0
+        if isinstance(op, Concat):
+            at = 0
+            for s in op.srcs:
+                root[s], offset[s] = op.name, at
+                c, h, w = shapes[s]
+                at += c * h * w
+    for name in list(root):     # concat of a concat: resolve to the outermost region
+        while root[root[name]] != root[name]:
+            offset[name] += offset[root[name]]
+            root[name] = root[root[name]]
+    steps = [op for op in network.ops if isinstance(op, (Conv, MaxPool, GlobalAvgPool))]
+    last_read = {root[network.output]: len(steps)}
+    for i, op in enumerate(steps):
+        last_read[root[op.src]] = max(last_read.get(root[op.src], 0), i)
+
+    sums = {op.name for op in steps if isinstance(op, GlobalAvgPool)}
+
+    def size_of(name):
+        c, h, w = shapes[name]
+        return c * h * w * (4 if name in sums else 1)
+
+    arena = _Arena()
+    arena.alloc("data", size_of("data"))
+    base = {"data": 0}
+    descriptors = []
+    for i, op in enumerate(steps):
+        if root[op.name] not in base:
+            base[root[op.name]] = arena.alloc(root[op.name], size_of(root[op.name]))
+        src = base[root[op.src]] + offset[op.src]
+        dst = base[root[op.name]] + offset[op.name]
+        if isinstance(op, Conv):
+            q = qmodel.layers[op.name]
+            descriptors.append(Descriptor(
+                op.name, OP_CONV, shapes[op.src], shapes[op.name], src, dst, op.kernel,
+                op.stride, op.pad, q.multiplier, q.shift, ConvWeights(q.codebook, q.codes,
+                                                                       q.bias)))
+        elif isinstance(op, MaxPool):
+            descriptors.append(Descriptor(op.name, OP_MAXPOOL, shapes[op.src], shapes[op.name],
+                                          src, dst, op.kernel, op.stride))
+        else:
+            descriptors.append(Descriptor(op.name, OP_GLOBAL_SUM, shapes[op.src],
+                                          shapes[op.name], src, dst))
+        for name in [n for n, last in last_read.items() if last == i and n in arena.blocks]:
+            arena.free(name)
+    classes = shapes[network.output][0]
+    return Program(tuple(network.input_shape), classes, arena.peak, 0,
+                   base[root[network.output]], descriptors)
+
+
+@dataclass
+class Compiled:
+    """Everything the compiler produced: the blob and what it was made from."""
+    blob: bytes
+    program: Program
+    qmodel: object
+    float_model: object
+
+
+def compile_model(float_model, calibration, progress=None):
+    """Quantize ``float_model`` with the calibration images and encode it.
+
+    Parameters
+    ----------
+    float_model : FloatModel
+    calibration : list of uint8 BGR images (augmented by :func:`calibration_images`)
+    progress : callable(done, total), optional
+    """
+    qmodel = quantize(float_model, calibration_images(calibration), progress)
+    program = build_program(float_model.network, qmodel)
+    return Compiled(encode_program(program), program, qmodel, float_model)
+
+
+def compile_file(model_path, calibration_paths, progress=None):
+    """Compile the ``.net`` file at ``model_path``, calibrated on the pictures given."""
+    float_model = load_compressed(model_path)
+    size = float_model.network.input_shape[1]
+    images = [load_image(p, size) for p in calibration_paths]
+    return compile_model(float_model, images, progress)

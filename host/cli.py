@@ -1,0 +1,182 @@
+"""The ``squeezefpga`` command line."""
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from squeezefpga import __version__
+from squeezefpga.errors import SqueezeFPGAError
+from squeezefpga.golden.blob import (DESCRIPTOR, ENC_DENSE, HEADER, OP_CONV, OP_NAMES,
+                                     decode_program, encode_weights)
+from squeezefpga.golden.compiler import compile_file
+from squeezefpga.golden.float_model import float_forward
+from squeezefpga.golden.image import load_image
+from squeezefpga.golden.importer import load_compressed
+from squeezefpga.golden.integer_model import run_integer
+from squeezefpga.models import CAT_PHOTO, COFFEE_PHOTO, DEFAULT_MODEL, class_names
+
+from .model_cache import compiled_blob
+
+__all__ = ["main"]
+
+CALIBRATION = (CAT_PHOTO, COFFEE_PHOTO)
+
+
+def _progress(label):
+    """Progress on stderr, only for a person watching a terminal."""
+    if not sys.stderr.isatty():
+        return None
+
+    def report(done, total):
+        end = "\n" if done == total else ""
+        print(f"\r{label} {done}/{total}", end=end, file=sys.stderr, flush=True)
+    return report
+
+
+def layer_table(program):
+    """One row per descriptor: its share of the blob (descriptor, weight section, name)."""
+    rows = []
+    for d in program.descriptors:
+        row = {"name": d.name, "op": OP_NAMES[d.op], "in_shape": list(d.in_shape),
+               "out_shape": list(d.out_shape), "nnz": 0, "weights": 0,
+               "bytes": DESCRIPTOR.size + 1 + len(d.name.encode())}
+        if d.op == OP_CONV:
+            encoding, entries, section = encode_weights(d.weights)
+            row.update(nnz=int(np.count_nonzero(d.weights.codes)), weights=d.weights.codes.size,
+                       entries=entries, codebook=int(d.weights.codebook.size),
+                       encoding="dense" if encoding == ENC_DENSE else "sparse")
+            row["bytes"] += len(section)
+            row["density"] = row["nnz"] / row["weights"]
+        rows.append(row)
+    return rows
+
+
+def cmd_compile(args):
+    blob = compile_file(args.model, CALIBRATION, _progress("calibrating")).blob
+    program = decode_program(blob)
+    rows = layer_table(program)
+    out = Path(args.output) if args.output else Path(Path(args.model).stem + ".sqzf")
+    try:
+        out.write_bytes(blob)
+    except OSError as exc:
+        raise SqueezeFPGAError(f"{out}: cannot write the blob: {exc.strerror}") from None
+    if args.json:
+        print(json.dumps({"total_bytes": len(blob), "output": str(out),
+                          "activation_bytes": program.activation_bytes, "layers": rows}))
+        return 0
+    print(f"{'layer':<20} {'op':<10} {'output':>14} {'nnz':>7} {'density':>7} {'codes':>5} "
+          f"{'encoding':>8} {'bytes':>7}")
+    for r in rows:
+        shape = "x".join(map(str, r["out_shape"]))
+        density = f"{r['density']:.3f}" if "density" in r else ""
+        print(f"{r['name']:<20} {r['op']:<10} {shape:>14} {r['nnz'] or '':>7} {density:>7} "
+              f"{r.get('codebook', ''):>5} {r.get('encoding', ''):>8} {r['bytes']:>7}")
+    print(f"{'header':<20} {'':<10} {'':>14} {'':>7} {'':>7} {'':>5} {'':>8} {HEADER.size:>7}")
+    nnz = sum(r["nnz"] for r in rows)
+    print(f"total: {len(blob):,} bytes ({len(blob) / 1024:.1f} KiB) for {nnz:,} non-zero "
+          f"weights; activation memory {program.activation_bytes:,} bytes; written to {out}")
+    return 0
+
+
+def _top5(logits, names):
+    order = np.argsort(-np.asarray(logits), kind="stable")[:5]
+    return [{"class": int(c), "name": names[c], "score": logits[c]} for c in order]
+
+
+def classify_golden(image_path, model_path, use_float, blob_path=None, use_cache=True):
+    """Class scores of the golden model (float or integer) for one picture."""
+    if use_float:
+        model = load_compressed(model_path)
+        image = load_image(image_path, model.network.input_shape[1])
+        scores = float_forward(model, image)[model.network.output].ravel()
+        return [float(s) for s in scores]
+    if blob_path:
+        try:
+            blob = Path(blob_path).read_bytes()
+        except OSError as exc:
+            raise SqueezeFPGAError(f"{blob_path}: cannot read blob: {exc.strerror}") from None
+        program = decode_program(blob, source=str(blob_path))
+    else:
+        program = decode_program(compiled_blob(model_path, CALIBRATION,
+                                               _progress("calibrating"), use_cache))
+    image = load_image(image_path, program.input_shape[1])
+    return [int(s) for s in run_integer(program, image).logits]
+
+
+def _print_top5(top5, title):
+    print(title)
+    for rank, entry in enumerate(top5, 1):
+        score = entry["score"]
+        shown = f"{score:10.3f}" if isinstance(score, float) else f"{score:10d}"
+        print(f"  {rank}. {entry['class']:4d} {shown}  {entry['name']}")
+
+
+def cmd_golden(args):
+    logits = classify_golden(args.image, args.model, args.float, args.blob, not args.no_cache)
+    top5 = _top5(logits, class_names())
+    if args.json:
+        print(json.dumps({"top5": top5, "logits": logits}))
+    else:
+        kind = "float32 reference" if args.float else "bit-exact integer model"
+        _print_top5(top5, f"{args.image} ({kind}):")
+    return 0
+
+
+def cmd_demo(args):
+    print(f"squeezefpga {__version__} demo: the Deep Compression SqueezeNet v1.0 on {CAT_PHOTO.name}")
+    print("compiling the model to the accelerator's weight format ...", flush=True)
+    blob = compiled_blob(DEFAULT_MODEL, CALIBRATION, _progress("  calibrating"))
+    program = decode_program(blob)
+    nnz = sum(int(np.count_nonzero(d.weights.codes)) for d in program.convs)
+    print(f"  {len(blob):,} bytes for {nnz:,} non-zero weights in {len(program.convs)} conv "
+          "layers")
+    names = class_names()
+    logits = classify_golden(CAT_PHOTO, DEFAULT_MODEL, False)
+    _print_top5(_top5(logits, names), "bit-exact integer model (the hardware's specification):")
+    scores = classify_golden(CAT_PHOTO, DEFAULT_MODEL, True)
+    _print_top5(_top5(scores, names), "float32 reference:")
+    return 0
+
+
+def build_parser():
+    parser = argparse.ArgumentParser(prog="squeezefpga", description=(
+        "The Deep Compression SqueezeNet on an open-source FPGA accelerator."))
+    parser.add_argument("--version", action="version", version=f"squeezefpga {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser("compile", help="quantize and encode the model into the hardware blob")
+    p.add_argument("--model", default=str(DEFAULT_MODEL), help="Deep Compression .net file "
+                   "(default: the bundled SqueezeNet v1.0)")
+    p.add_argument("-o", "--output", help="blob file to write (default: MODEL_STEM.sqzf)")
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+    p.set_defaults(func=cmd_compile)
+
+    p = sub.add_parser("golden", help="classify a picture with the golden model")
+    p.add_argument("image", help="PNG/JPEG picture (resized to 227x227 if needed)")
+    p.add_argument("--model", default=str(DEFAULT_MODEL), help="Deep Compression .net file")
+    p.add_argument("--blob", help="use this compiled blob instead of compiling --model")
+    p.add_argument("--float", action="store_true", help="float32 reference instead of the "
+                   "bit-exact integer model")
+    p.add_argument("--no-cache", action="store_true", help="recompile instead of reusing the "
+                   "cached blob")
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+    p.set_defaults(func=cmd_golden)
+
+    p = sub.add_parser("demo", help="compile the bundled model and classify the bundled cat")
+    p.set_defaults(func=cmd_demo)
+    return parser
+
+
+def main(argv=None):
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except SqueezeFPGAError as exc:
+        print(f"squeezefpga: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("squeezefpga: interrupted", file=sys.stderr)
+        return 130

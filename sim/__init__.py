@@ -1,0 +1,1 @@
+"""Cycle-accurate simulation: Verilator builds, cocotb testbenches, the simulated board."""

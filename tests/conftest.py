@@ -1,0 +1,32 @@
+import numpy as np
+import pytest
+
+from squeezefpga.golden.compiler import compile_model
+from squeezefpga.golden.image import load_image
+from squeezefpga.golden.importer import load_compressed
+from squeezefpga.models import CAT_PHOTO, COFFEE_PHOTO, DEFAULT_MODEL
+
+
+@pytest.fixture(scope="session")
+def model_bytes():
+    return DEFAULT_MODEL.read_bytes()
+
+
+@pytest.fixture(scope="session")
+def float_model():
+    return load_compressed(DEFAULT_MODEL)
+
+
+@pytest.fixture(scope="session")
+def photos():
+    return {"cat": load_image(CAT_PHOTO), "coffee": load_image(COFFEE_PHOTO)}
+
+
+@pytest.fixture(scope="session")
+def compiled(float_model, photos):
+    return compile_model(float_model, [photos["cat"], photos["coffee"]])
+
+
+@pytest.fixture
+def rng():
+    return np.random.default_rng(1234)

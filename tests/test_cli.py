@@ -1,0 +1,101 @@
+import json
+import subprocess
+import sys
+
+import pytest
+from PIL import Image
+
+from squeezefpga.host.cli import main
+from squeezefpga.models import CAT_PHOTO, COFFEE_PHOTO, DEFAULT_MODEL
+
+
+@pytest.fixture(autouse=True)
+def private_cache(tmp_path_factory, monkeypatch):
+    monkeypatch.setenv("SQUEEZEFPGA_CACHE", str(tmp_path_factory.getbasetemp() / "cache"))
+
+
+def run_json(capsys, *argv):
+    assert main(list(argv)) == 0
+    return json.loads(capsys.readouterr().out)
+
+
+def test_compile_json(capsys, tmp_path):
+    out = tmp_path / "model.sqzf"
+    result = run_json(capsys, "compile", "-o", str(out), "--json")
+    assert result["total_bytes"] == out.stat().st_size < 500_000
+    convs = [layer for layer in result["layers"] if layer["op"] == "conv"]
+    assert len(convs) == 26
+    assert sum(layer["nnz"] for layer in convs) == 415_921
+    assert all(isinstance(layer["bytes"], int) and layer["name"] for layer in result["layers"])
+    assert sum(layer["bytes"] for layer in result["layers"]) + 36 == result["total_bytes"]
+
+
+def test_compile_table(capsys, tmp_path):
+    assert main(["compile", "-o", str(tmp_path / "m.sqzf")]) == 0
+    out = capsys.readouterr().out
+    assert "fire9/expand3x3" in out and "total:" in out and "sparse" in out
+
+
+@pytest.mark.parametrize("photo,expected", [(CAT_PHOTO, 285), (COFFEE_PHOTO, 967)])
+def test_golden_integer_and_float_agree_on_top1(capsys, photo, expected):
+    integer = run_json(capsys, "golden", str(photo), "--json")
+    floating = run_json(capsys, "golden", str(photo), "--json", "--float")
+    for result in (integer, floating):
+        assert len(result["logits"]) == 1000 and len(result["top5"]) == 5
+        assert result["top5"][0]["class"] == expected
+    assert all(isinstance(v, int) for v in integer["logits"])
+    assert all(isinstance(v, float) for v in floating["logits"])
+    assert integer["top5"][0]["name"] == floating["top5"][0]["name"]
+
+
+def test_golden_with_compiled_blob(capsys, tmp_path):
+    blob = tmp_path / "m.sqzf"
+    run_json(capsys, "compile", "-o", str(blob), "--json")
+    direct = run_json(capsys, "golden", str(CAT_PHOTO), "--json", "--blob", str(blob))
+    cached = run_json(capsys, "golden", str(CAT_PHOTO), "--json")
+    assert direct["logits"] == cached["logits"]
+
+
+def test_demo(capsys):
+    assert main(["demo"]) == 0
+    out = capsys.readouterr().out
+    assert "Egyptian cat" in out and "bytes" in out
+
+
+def bad_inputs(tmp_path):
+    text = tmp_path / "notes.png"
+    text.write_text("not a picture")
+    empty = tmp_path / "empty.jpg"
+    empty.write_bytes(b"")
+    tiny = tmp_path / "tiny.png"
+    Image.new("RGB", (1, 1)).save(tiny)
+    truncated = tmp_path / "truncated.net"
+    truncated.write_bytes(DEFAULT_MODEL.read_bytes()[:300_000])
+    garbage_blob = tmp_path / "garbage.sqzf"
+    garbage_blob.write_bytes(b"garbage")
+    return [
+        (["golden", str(tmp_path / "missing.png")], "no such image file"),
+        (["golden", str(text)], "not an image"),
+        (["golden", str(empty)], "empty"),
+        (["golden", str(tiny)], "1x1 pixels"),
+        (["golden", str(CAT_PHOTO), "--float", "--model", str(truncated)], "truncated in layer"),
+        (["golden", str(CAT_PHOTO), "--model", str(tmp_path / "none.net")], "no such model"),
+        (["compile", "--model", str(empty)], "empty"),
+        (["golden", str(CAT_PHOTO), "--blob", str(garbage_blob)], "shorter than"),
+    ]
+
+
+def test_bad_input_gives_one_clear_line(capsys, tmp_path):
+    for argv, message in bad_inputs(tmp_path):
+        assert main(argv) == 2, argv
+        captured = capsys.readouterr()
+        assert captured.out == ""
+        assert captured.err.startswith("squeezefpga: error: ") and message in captured.err, argv
+        assert "Traceback" not in captured.err
+
+
+def test_console_script_runs_as_a_program(tmp_path):
+    result = subprocess.run([sys.executable, "-m", "squeezefpga", "golden",
+                             str(tmp_path / "missing.png")], capture_output=True, text=True)
+    assert result.returncode == 2
+    assert "no such image file" in result.stderr and "Traceback" not in result.stderr

@@ -1,0 +1,79 @@
+import numpy as np
+import pytest
+
+from squeezefpga.errors import QuantizationError
+from squeezefpga.golden.blob import OP_GLOBAL_SUM
+from squeezefpga.golden.compiler import build_program, compile_model
+from squeezefpga.golden.float_model import float_forward
+from squeezefpga.golden.integer_model import accumulator_bound, run_integer
+from squeezefpga.golden.network import squeezenet_v1_0_bypass, tiny_squeezenet
+from squeezefpga.golden.quantize import requantize
+
+from .test_network import random_model
+from .test_ops import naive_conv
+
+
+@pytest.mark.parametrize("photo,expected", [("cat", 285), ("coffee", 967)])
+def test_float_reference_classes(float_model, photos, photo, expected):
+    scores = float_forward(float_model, photos[photo])["pool10"].ravel()
+    assert int(np.argmax(scores)) == expected
+
+
+@pytest.mark.parametrize("photo", ["cat", "coffee"])
+def test_integer_top1_equals_float_top1(float_model, compiled, photos, photo):
+    scores = float_forward(float_model, photos[photo])["pool10"].ravel()
+    logits = run_integer(compiled.blob, photos[photo]).logits
+    assert logits.dtype == np.int32 and logits.shape == (1000,)
+    assert int(np.argmax(logits)) == int(np.argmax(scores))
+    # The top-5 sets mostly overlap.
+    assert len(set(np.argsort(-logits)[:5]) & set(np.argsort(-scores)[:5])) >= 3
+
+
+def test_accumulators_fit_int32(compiled):
+    assert accumulator_bound(compiled.program) < 2 ** 31
+
+
+def test_tensors_have_declared_shapes(compiled, photos):
+    run = run_integer(compiled.program, photos["cat"])
+    assert list(run.tensors) == [d.name for d in compiled.program.descriptors]
+    for d in compiled.program.descriptors:
+        expected = d.out_shape if d.op != OP_GLOBAL_SUM else (d.out_shape[0],)
+        assert run.tensors[d.name].shape == expected, d.name
+
+
+@pytest.mark.parametrize("name,sources", [
+    ("conv1", ["data"]),
+    ("fire2/expand3x3", ["fire2/squeeze1x1"]),
+    ("conv10", ["fire9/expand1x1", "fire9/expand3x3"]),    # reads the concatenation
+])
+def test_conv_matches_loop_reference(compiled, photos, name, sources):
+    """Whole output tensors against a loop-based convolution of the decoded weights."""
+    run = run_integer(compiled.program, photos["cat"])
+    tensors = dict(run.tensors, data=photos["cat"])
+    x = np.concatenate([tensors[s] for s in sources])
+    d = next(d for d in compiled.program.descriptors if d.name == name)
+    w = d.weights.codebook.astype(np.int64)[d.weights.codes]
+    acc = naive_conv(x, w, d.stride, d.pad) + d.weights.bias[:, None, None]
+    np.testing.assert_array_equal(run.tensors[name], requantize(acc, d.multiplier, d.shift))
+
+
+def test_tiny_network_compiles_and_runs(rng):
+    network = tiny_squeezenet(size=35, conv1_kernel=7)
+    model = random_model(network, rng)
+    images = [rng.integers(0, 256, network.input_shape, dtype=np.uint8) for _ in range(2)]
+    compiled = compile_model(model, images)
+    run = run_integer(compiled.blob, images[0])
+    assert run.logits.shape == (10,)
+    assert set(run.tensors) == {d.name for d in compiled.program.descriptors}
+    assert any(np.count_nonzero(t) for t in run.tensors.values())
+
+
+def test_bypass_network_is_rejected_by_the_compiler(rng):
+    network = squeezenet_v1_0_bypass()
+    with pytest.raises(QuantizationError, match="no element-wise add"):
+        build_program(network, None)
+
+
+def test_bad_image_shape(compiled):
+    with pytest.raises(ValueError, match="uint8"):
+        run_integer(compiled.program, np.zeros((3, 10, 10), np.uint8))
