@@ -258,19 +258,22 @@ def decode_program(blob, source="blob"):
         if op not in OP_NAMES:
             _fail(f"{where}: unknown operation {op}", at)
         in_shape, out_shape = (ic, ih, iw), (oc, oh, ow)
+        if op != OP_GLOBAL_SUM and (stride == 0 or kernel == 0):
+            _fail(f"{where}: kernel {kernel} / stride {stride} must be non-zero", at)
         try:
             expected = expected_out_shape(op, in_shape, kernel, stride, pad, oc)
         except ValueError as exc:
             _fail(f"{where}: {exc}", at)
-        if out_shape != expected or min(in_shape) == 0 or stride == 0:
+        if out_shape != expected or min(in_shape) == 0:
             _fail(f"{where}: {OP_NAMES[op]} of {in_shape} with kernel {kernel}, stride "
                   f"{stride}, pad {pad} cannot give {out_shape}", at)
         weights = None
         if op == OP_CONV:
             if encoding not in (ENC_DENSE, ENC_SPARSE) or not 1 <= n_codes <= 64:
                 _fail(f"{where}: bad weight encoding {encoding} / codebook size {n_codes}", at)
-            if not 1 <= shift <= 63:
-                _fail(f"{where}: requantisation shift {shift} outside 1..63", at)
+            if not 1 <= shift <= 63 or not 2 ** 14 <= mult < 2 ** 15:
+                _fail(f"{where}: requantisation multiplier {mult} / shift {shift} outside "
+                      "[2**14, 2**15) / 1..63", at)
             weights = decode_weights(blob, w_off, encoding, count, n_codes,
                                      (oc, ic, kernel, kernel), f"{where}")
             width = 6 if encoding == ENC_DENSE else 10
@@ -284,6 +287,10 @@ def decode_program(blob, source="blob"):
         if max(d[3] + int(np.prod(d[1])), d[4] + nbytes) > act_bytes:
             _fail(f"{source}: a tensor lies outside the {act_bytes}-byte activation memory",
                   HEADER.size)
+    if (in_addr + in_c * in_h * in_w > act_bytes
+            or out_addr + 4 * classes > act_bytes):
+        _fail(f"{source}: input or output address lies outside the {act_bytes}-byte activation "
+              "memory", 0)
     at = max(ends)
     names = []
     for i in range(n):

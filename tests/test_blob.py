@@ -88,3 +88,7 @@ def test_corrupt_blobs_give_clear_errors(compiled):
     struct.pack_into("<H", bad_shape, HEADER.size + 12, 112)     # conv1 out_h
     with pytest.raises(BlobFormatError, match="descriptor 0: conv .* cannot give"):
         decode_program(reseal(bad_shape))
+    zero_stride = bytearray(blob)
+    zero_stride[HEADER.size + 2] = 0                              # conv1 stride
+    with pytest.raises(BlobFormatError, match="descriptor 0: kernel 7 / stride 0"):
+        decode_program(reseal(zero_stride))
