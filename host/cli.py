@@ -2,6 +2,7 @@
 
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -180,3 +181,6 @@ def main(argv=None):
     except KeyboardInterrupt:
         print("squeezefpga: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:            # output piped into e.g. `head`: not an error
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
