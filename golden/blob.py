@@ -17,7 +17,8 @@ from .network import out_size
 __all__ = ["MAGIC", "VERSION", "OP_CONV", "OP_MAXPOOL", "OP_GLOBAL_SUM",
            "ENC_NONE", "ENC_DENSE", "ENC_SPARSE", "ConvWeights", "Descriptor", "Program",
            "encode_program", "decode_program", "encode_weights", "decode_weights",
-           "pack_bits", "unpack_bits", "sparse_entries", "HEADER", "DESCRIPTOR"]
+           "pack_bits", "unpack_bits", "sparse_entries", "weights_end", "HEADER", "DESCRIPTOR",
+           "MAX_CODES", "MULTIPLIER_BITS", "MAX_SHIFT"]
 
 MAGIC = b"SQZF"
 VERSION = 1
@@ -28,6 +29,9 @@ OP_NAMES = {OP_CONV: "conv", OP_MAXPOOL: "maxpool", OP_GLOBAL_SUM: "global_sum"}
 ENC_NONE, ENC_DENSE, ENC_SPARSE = 0, 1, 2
 CODE_BITS, RUN_BITS = 6, 4
 MAX_RUN = 2 ** RUN_BITS - 1
+MAX_CODES = 2 ** CODE_BITS
+MULTIPLIER_BITS = 15    # requantisation multiplier M in [2**14, 2**15)
+MAX_SHIFT = 63
 ALIGN = 4
 
 
@@ -143,14 +147,23 @@ def _fail(message, offset):
     raise BlobFormatError(f"{message} (byte offset {offset})")
 
 
+def _entry_width(encoding):
+    return CODE_BITS if encoding == ENC_DENSE else RUN_BITS + CODE_BITS
+
+
+def weights_end(offset, encoding, count, n_codes, out_c):
+    """End of a weight section's content (before its padding to 4 bytes)."""
+    return offset + 4 * out_c + n_codes + (count * _entry_width(encoding) + 7) // 8
+
+
 def decode_weights(blob, offset, encoding, count, n_codes, shape, name):
     """Inverse of :func:`encode_weights`; validates codes and positions."""
     out_c = shape[0]
     size = int(np.prod(shape))
     bias_end = offset + 4 * out_c
     book_end = bias_end + n_codes
-    width = CODE_BITS if encoding == ENC_DENSE else RUN_BITS + CODE_BITS
-    end = book_end + (count * width + 7) // 8
+    width = _entry_width(encoding)
+    end = weights_end(offset, encoding, count, n_codes, out_c)
     if end > len(blob):
         _fail(f"{name}: weight section needs bytes up to {end}, blob has {len(blob)}", offset)
     bias = np.frombuffer(blob, "<i4", out_c, offset).astype(np.int32)
@@ -248,7 +261,7 @@ def decode_program(blob, source="blob"):
     raw_descs = [DESCRIPTOR.unpack_from(blob, HEADER.size + i * DESCRIPTOR.size)
                  for i in range(n)]
     # The name table follows the last weight section.
-    ends = [HEADER.size + n * DESCRIPTOR.size]
+    ends = [names_at]
     descriptors = []
     for i, r in enumerate(raw_descs):
         (op, kernel, stride, pad, ic, ih, iw, oc, oh, ow, src, dst, w_off, count, mult, shift,
@@ -269,24 +282,21 @@ def decode_program(blob, source="blob"):
                   f"{stride}, pad {pad} cannot give {out_shape}", at)
         weights = None
         if op == OP_CONV:
-            if encoding not in (ENC_DENSE, ENC_SPARSE) or not 1 <= n_codes <= 64:
+            if encoding not in (ENC_DENSE, ENC_SPARSE) or not 1 <= n_codes <= MAX_CODES:
                 _fail(f"{where}: bad weight encoding {encoding} / codebook size {n_codes}", at)
-            if not 1 <= shift <= 63 or not 2 ** 14 <= mult < 2 ** 15:
+            if (not 1 <= shift <= MAX_SHIFT
+                    or not 2 ** (MULTIPLIER_BITS - 1) <= mult < 2 ** MULTIPLIER_BITS):
                 _fail(f"{where}: requantisation multiplier {mult} / shift {shift} outside "
-                      "[2**14, 2**15) / 1..63", at)
+                      f"[2**{MULTIPLIER_BITS - 1}, 2**{MULTIPLIER_BITS}) / 1..{MAX_SHIFT}", at)
             weights = decode_weights(blob, w_off, encoding, count, n_codes,
                                      (oc, ic, kernel, kernel), f"{where}")
-            width = 6 if encoding == ENC_DENSE else 10
-            end = w_off + 4 * oc + n_codes + (count * width + 7) // 8
+            end = weights_end(w_off, encoding, count, n_codes, oc)
             ends.append(end + (-end % ALIGN))
-        descriptors.append([op, in_shape, out_shape, src, dst, kernel, stride, pad, mult,
-                            shift, weights])
-    for d in descriptors:
-        c, h, w = d[2]
-        nbytes = c * h * w * (4 if d[0] == OP_GLOBAL_SUM else 1)
-        if max(d[3] + int(np.prod(d[1])), d[4] + nbytes) > act_bytes:
-            _fail(f"{source}: a tensor lies outside the {act_bytes}-byte activation memory",
-                  HEADER.size)
+        d = Descriptor("", op, in_shape, out_shape, src, dst, kernel, stride, pad, mult, shift,
+                       weights)
+        if max(d.src + d.in_bytes, d.dst + d.out_bytes) > act_bytes:
+            _fail(f"{where}: a tensor lies outside the {act_bytes}-byte activation memory", at)
+        descriptors.append(d)
     if (in_addr + in_c * in_h * in_w > act_bytes
             or out_addr + 4 * classes > act_bytes):
         _fail(f"{source}: input or output address lies outside the {act_bytes}-byte activation "
@@ -300,5 +310,6 @@ def decode_program(blob, source="blob"):
         at += 1 + blob[at]
     if at != len(blob):
         _fail(f"{source}: {len(blob) - at} unexpected bytes after the name table", at)
-    return Program((in_c, in_h, in_w), classes, act_bytes, in_addr, out_addr,
-                   [Descriptor(name, *d) for name, d in zip(names, descriptors)])
+    for d, name in zip(descriptors, names):
+        d.name = name
+    return Program((in_c, in_h, in_w), classes, act_bytes, in_addr, out_addr, descriptors)

@@ -27,6 +27,7 @@ import numpy as np
 
 from squeezefpga.errors import QuantizationError
 
+from .blob import MAX_CODES, MAX_SHIFT, MULTIPLIER_BITS
 from .float_model import float_forward
 from .image import BGR_MEAN
 from .network import Concat, Conv, GlobalAvgPool, MaxPool
@@ -35,10 +36,7 @@ from .ops import im2col
 __all__ = ["MAX_CODES", "MULTIPLIER_BITS", "QuantLayer", "QuantizedModel", "quantize",
            "calibration_images", "cluster_codebook", "requant_params", "requantize"]
 
-MAX_CODES = 64          # 6-bit codes
 WEIGHT_MAX = 127        # int8 weights, symmetric
-MULTIPLIER_BITS = 15    # M in [2**14, 2**15)
-MAX_SHIFT = 63
 #: Calibration maximum is scaled by this so unseen images clip less often.
 HEADROOM = 1.1
 
