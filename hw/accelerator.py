@@ -1,0 +1,131 @@
+"""The accelerator top: host port, sequencer, conv engine, pool unit and on-chip memories."""
+
+from amaranth import Cat, Module, Mux, Signal, unsigned
+from amaranth.lib import stream, wiring
+from amaranth.lib.memory import Memory
+from amaranth.lib.wiring import In, Out
+
+from .activation_memory import ActivationMemory
+from .config import AcceleratorConfig
+from .conv_engine import ConvEngine
+from .host_port import HostPort
+from .pool_unit import PoolUnit
+from .ram import Ram
+from .sequencer import Sequencer
+
+__all__ = ["Accelerator"]
+
+
+def _field(words, word, lo, hi):
+    return words[32 * word + lo: 32 * word + hi]
+
+
+class Accelerator(wiring.Component):
+    """SqueezeNet accelerator with its whole model on chip.
+
+    The host loads the compiled blob byte for byte into the weight buffer and the image into
+    activation memory, then runs the layer program (:mod:`squeezefpga.host.commands`).
+
+    Parameters
+    ----------
+    config : AcceleratorConfig
+
+    Members
+    -------
+    host_in : In(stream.Signature(8))
+    host_out : Out(stream.Signature(8))
+    busy : Out(1)
+        A command or a run is in progress (the simulated board clocks freely while high).
+    """
+
+    def __init__(self, config=None):
+        self.config = config if config is not None else AcceleratorConfig()
+        super().__init__({
+            "host_in": In(stream.Signature(8)),
+            "host_out": Out(stream.Signature(8)),
+            "busy": Out(1),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        cfg = self.config
+        m.submodules.activations = act = ActivationMemory(cfg.lanes, cfg.activation_bytes)
+        m.submodules.weights = weights = Ram(32, cfg.weight_words, granularity=8)
+        m.submodules.layer_counters = counters = Memory(shape=unsigned(32),
+                                                        depth=cfg.max_layers, init=[])
+        c_write, c_read = counters.write_port(), counters.read_port()
+        m.submodules.port = port = HostPort(cfg)
+        m.submodules.sequencer = seq = Sequencer(cfg)
+        m.submodules.conv = conv = ConvEngine(cfg)
+        m.submodules.pool = pool = PoolUnit(cfg)
+
+        wiring.connect(m, wiring.flipped(self.host_in), port.host_in)
+        wiring.connect(m, port.host_out, wiring.flipped(self.host_out))
+        m.d.comb += self.busy.eq(seq.running | ~port.idle)
+
+        # Weight buffer: the host writes; host, sequencer and weight decoder read.
+        m.d.comb += [weights.write_addr.eq(port.w_addr), weights.write_data.eq(port.w_data),
+                     weights.write_en.eq(port.w_en)]
+        with m.If(~seq.running):
+            m.d.comb += [weights.read_addr.eq(port.r_addr), weights.read_en.eq(port.r_en)]
+        with m.Elif(seq.fetching):
+            m.d.comb += [weights.read_addr.eq(seq.mem_addr), weights.read_en.eq(seq.mem_en)]
+        with m.Else():
+            m.d.comb += [weights.read_addr.eq(conv.mem_addr), weights.read_en.eq(conv.mem_en)]
+        m.d.comb += [port.r_data.eq(weights.read_data), seq.mem_data.eq(weights.read_data),
+                     conv.mem_data.eq(weights.read_data)]
+
+        # Activation memory: the host while idle, else the unit running the current step.
+        for name, fields in (("read", ("addr", "en")), ("write", ("addr", "en", "data", "mask"))):
+            target = getattr(act, name)
+            port_side, conv_side, pool_side = (getattr(u, f"act_{name}") for u in (port, conv,
+                                                                                    pool))
+            owner = Mux(~seq.running, 0, Mux(seq.use_pool, 2, 1))
+            with m.Switch(owner):
+                for i, side in enumerate((port_side, conv_side, pool_side)):
+                    with m.Case(i):
+                        m.d.comb += [getattr(target, f).eq(getattr(side, f)) for f in fields]
+        for u in (port, conv, pool):
+            m.d.comb += u.act_read.data.eq(act.read.data)
+
+        # Sequencer <-> host port, engines.
+        words = seq.words
+        m.d.comb += [
+            seq.run.eq(port.run), seq.first.eq(port.first), seq.last.eq(port.last),
+            port.running.eq(seq.running), port.error.eq(seq.error),
+            seq.conv_done.eq(conv.done), seq.pool_done.eq(pool.done),
+        ]
+        in_c, in_h = _field(words, 1, 0, 16), _field(words, 1, 16, 32)
+        in_w, out_c = _field(words, 2, 0, 16), _field(words, 2, 16, 32)
+        out_h, out_w = _field(words, 3, 0, 16), _field(words, 3, 16, 32)
+        src, dst = _field(words, 4, 0, 32), _field(words, 5, 0, 32)
+        m.d.comb += [
+            conv.start.eq(seq.conv_start),
+            conv.kernel.eq(_field(words, 0, 8, 16)), conv.pad.eq(_field(words, 0, 24, 32)),
+            conv.in_c.eq(in_c), conv.in_h.eq(in_h), conv.in_w.eq(in_w),
+            conv.out_c.eq(out_c), conv.out_h.eq(out_h), conv.out_w.eq(out_w),
+            conv.src.eq(src), conv.dst.eq(dst),
+            conv.weights_addr.eq(_field(words, 6, 0, 32)), conv.count.eq(_field(words, 7, 0, 32)),
+            conv.multiplier.eq(_field(words, 8, 0, 16)), conv.shift.eq(_field(words, 8, 16, 24)),
+            conv.n_codes.eq(_field(words, 8, 24, 32)),
+            conv.sparse.eq(_field(words, 9, 0, 8) == 2),
+            conv.mode_valid.eq(seq.conv_valid), conv.mode_border.eq(seq.conv_border),
+            pool.start.eq(seq.pool_start), pool.global_sum.eq(seq.pool_global_sum),
+            pool.src.eq(src), pool.dst.eq(dst), pool.channels.eq(in_c),
+            pool.in_h.eq(in_h), pool.in_w.eq(in_w), pool.out_h.eq(out_h), pool.out_w.eq(out_w),
+        ]
+
+        # Performance counters.
+        total, lane_cycles, entries = Signal(64), Signal(64), Signal(64)
+        with m.If(port.run & ~seq.running):
+            m.d.sync += [total.eq(0), lane_cycles.eq(0), entries.eq(0)]
+        with m.Elif(seq.running):
+            m.d.sync += [total.eq(total + 1), lane_cycles.eq(lane_cycles + conv.lanes_busy),
+                         entries.eq(entries + conv.mac_entries)]
+        m.d.comb += [
+            port.totals.eq(Cat(total, lane_cycles, entries)),
+            c_write.addr.eq(seq.layer_index), c_write.data.eq(seq.layer_cycles),
+            c_write.en.eq(seq.layer_we),
+            c_read.addr.eq(port.ctr_addr), c_read.en.eq(1), port.ctr_data.eq(c_read.data),
+        ]
+        return m

@@ -1,0 +1,193 @@
+"""Host port: the byte-stream command decoder in front of the accelerator's memories."""
+
+from amaranth import Array, Cat, Const, Module, Mux, Signal
+from amaranth.lib import stream, wiring
+from amaranth.lib.wiring import In, Out
+
+from squeezefpga.host import commands as cmd
+
+from .activation_memory import ReadSignature, WriteSignature
+
+__all__ = ["HostPort"]
+
+
+class HostPort(wiring.Component):
+    """Executes the commands of :mod:`squeezefpga.host.commands` one at a time.
+
+    Unknown command bytes are answered with ``STATUS_UNKNOWN_COMMAND``; a command whose
+    arguments or data stop arriving for ``config.timeout_cycles`` cycles is abandoned without
+    a reply, so a truncated write never wedges the port. Memory writes that arrive while the
+    sequencer runs are dropped and answered with ``STATUS_BUSY``.
+
+    Members
+    -------
+    host_in : In(stream.Signature(8)); host_out : Out(stream.Signature(8))
+    idle : Out(1)
+        No command in progress.
+    w_addr, w_data, w_en : Out
+        Weight buffer write port (byte enables).
+    r_addr, r_en : Out; r_data : In(32)
+        Weight buffer read port (used while the sequencer is idle).
+    act_read : Out(ReadSignature); act_write : Out(WriteSignature)
+    run, first, last : Out; running, error : In(1)
+    ctr_addr : Out(8); ctr_data : In(32); totals : In(192)
+        Per-step cycle counters (read port) and the three 64-bit totals.
+    """
+
+    def __init__(self, config):
+        self.config = c = config
+        word_bits = max(1, (c.weight_words - 1).bit_length())
+        super().__init__({
+            "host_in": In(stream.Signature(8)),
+            "host_out": Out(stream.Signature(8)),
+            "idle": Out(1),
+            "w_addr": Out(word_bits), "w_data": Out(32), "w_en": Out(4),
+            "r_addr": Out(word_bits), "r_en": Out(1), "r_data": In(32),
+            "act_read": Out(ReadSignature(c.lanes, c.act_addr_bits)),
+            "act_write": Out(WriteSignature(c.lanes, c.act_addr_bits)),
+            "run": Out(1), "first": Out(8), "last": Out(8),
+            "running": In(1), "error": In(1),
+            "ctr_addr": Out(8), "ctr_data": In(32), "totals": In(192),
+        })
+
+    def info_bytes(self):
+        c = self.config
+        return cmd.INFO.pack(cmd.INFO_MAGIC, cmd.PORT_VERSION, c.lanes, c.activation_bytes,
+                             c.weight_bytes, c.max_layers, c.max_taps, c.max_channels)
+
+    def elaborate(self, platform):
+        m = Module()
+        c = self.config
+        code, args = Signal(8), Signal(64)
+        n_args, got = Signal(4), Signal(4)
+        addr, length = args[:32], args[32:]
+        idx, reply_len = Signal(32), Signal(32)
+        timer = Signal(range(c.timeout_cycles + 1))
+        status, busy_drop = Signal(8), Signal()
+        byte_sel = Signal(2)
+        snapshot = Signal(192)
+        info = Array(Const(b, 8) for b in self.info_bytes())
+        at = Signal(32)
+        m.d.comb += at.eq(addr + idx)
+        known = Signal()
+        m.d.comb += known.eq(Cat(self.host_in.payload == k for k in cmd.ARG_BYTES).any())
+        arg_count = Array(Const(cmd.ARG_BYTES.get(k, 0), 4) for k in range(256))
+        counter_bytes = cmd.COUNTER_HEADER.size
+
+        with m.FSM():
+            with m.State("IDLE"):
+                m.d.comb += [self.idle.eq(1), self.host_in.ready.eq(1)]
+                with m.If(self.host_in.valid):
+                    m.d.sync += [code.eq(self.host_in.payload), got.eq(0), timer.eq(0),
+                                 n_args.eq(arg_count[self.host_in.payload]), idx.eq(0),
+                                 busy_drop.eq(0)]
+                    with m.If(~known):
+                        m.d.sync += status.eq(cmd.STATUS_UNKNOWN_COMMAND)
+                        m.next = "STATUS"
+                    with m.Elif(arg_count[self.host_in.payload] == 0):
+                        m.next = "EXEC"
+                    with m.Else():
+                        m.next = "ARGS"
+            with m.State("ARGS"):
+                m.d.comb += self.host_in.ready.eq(1)
+                with m.If(self.host_in.valid):
+                    m.d.sync += [args.eq(Cat(args[8:], self.host_in.payload)), got.eq(got + 1),
+                                 timer.eq(0)]
+                    with m.If(got + 1 == n_args):
+                        m.next = "EXEC"
+                with m.Elif(timer == c.timeout_cycles):
+                    m.next = "IDLE"          # the host vanished mid-command
+                with m.Else():
+                    m.d.sync += timer.eq(timer + 1)
+            with m.State("EXEC"):
+                m.d.sync += [status.eq(cmd.STATUS_OK), timer.eq(0)]
+                with m.Switch(code):
+                    with m.Case(cmd.CMD_WRITE_WEIGHTS, cmd.CMD_WRITE_ACT):
+                        with m.If(length == 0):
+                            m.next = "STATUS"
+                        with m.Else():
+                            m.next = "DATA"
+                    with m.Case(cmd.CMD_READ_ACT, cmd.CMD_READ_WEIGHTS):
+                        m.d.sync += [reply_len.eq(length),
+                                     busy_drop.eq(self.running)]
+                        m.next = "SETUP"
+                    with m.Case(cmd.CMD_RUN):
+                        with m.If(self.running):
+                            m.d.sync += status.eq(cmd.STATUS_BUSY)
+                        with m.Else():
+                            m.d.comb += [self.run.eq(1), self.first.eq(args[48:56]),
+                                         self.last.eq(args[56:64])]
+                        m.next = "STATUS"
+                    with m.Case(cmd.CMD_WAIT):
+                        m.next = "WAIT"
+                    with m.Case(cmd.CMD_STATUS):
+                        m.d.sync += reply_len.eq(1)
+                        m.next = "SETUP"
+                    with m.Case(cmd.CMD_COUNTERS):
+                        m.d.sync += [reply_len.eq(counter_bytes + 4 * c.max_layers),
+                                     snapshot.eq(self.totals)]
+                        m.next = "SETUP"
+                    with m.Case(cmd.CMD_INFO):
+                        m.d.sync += reply_len.eq(len(info))
+                        m.next = "SETUP"
+            with m.State("DATA"):
+                m.d.comb += self.host_in.ready.eq(1)
+                with m.If(self.host_in.valid):
+                    m.d.sync += [idx.eq(idx + 1), timer.eq(0)]
+                    with m.If(self.running):
+                        m.d.sync += busy_drop.eq(1)
+                    with m.Elif(code == cmd.CMD_WRITE_WEIGHTS):
+                        m.d.comb += [self.w_addr.eq(at[2:]), self.w_en.eq(1 << at[:2]),
+                                     self.w_data.eq(Cat(*[self.host_in.payload] * 4))]
+                    with m.Else():
+                        m.d.comb += [self.act_write.addr.eq(at), self.act_write.en.eq(1),
+                                     self.act_write.mask.eq(1),
+                                     self.act_write.data.eq(self.host_in.payload)]
+                    with m.If(idx + 1 == length):
+                        m.d.sync += status.eq(Mux(self.running | busy_drop, cmd.STATUS_BUSY,
+                                                  cmd.STATUS_OK))
+                        m.next = "STATUS"
+                with m.Elif(timer == c.timeout_cycles):
+                    m.next = "IDLE"
+                with m.Else():
+                    m.d.sync += timer.eq(timer + 1)
+            with m.State("WAIT"):
+                with m.If(~self.running):
+                    m.d.sync += status.eq(Mux(self.error, cmd.STATUS_RUN_ERROR, cmd.STATUS_OK))
+                    m.next = "STATUS"
+            with m.State("SETUP"):
+                # Address the byte idx of the reply; memories answer in the next cycle.
+                with m.If(idx == reply_len):
+                    with m.If(busy_drop):
+                        m.d.sync += status.eq(cmd.STATUS_BUSY)
+                    m.next = "STATUS"
+                with m.Else():
+                    ctr_at = idx - counter_bytes
+                    m.d.comb += [self.act_read.addr.eq(at), self.act_read.en.eq(1),
+                                 self.r_addr.eq(at[2:]), self.r_en.eq(1),
+                                 self.ctr_addr.eq(ctr_at[2:])]
+                    m.d.sync += byte_sel.eq(Mux(code == cmd.CMD_COUNTERS, ctr_at[:2], at[:2]))
+                    m.next = "SEND"
+            with m.State("SEND"):
+                m.d.comb += self.host_out.valid.eq(1)
+                with m.Switch(code):
+                    with m.Case(cmd.CMD_READ_ACT):
+                        m.d.comb += self.host_out.payload.eq(self.act_read.data[:8])
+                    with m.Case(cmd.CMD_READ_WEIGHTS):
+                        m.d.comb += self.host_out.payload.eq(self.r_data.word_select(byte_sel, 8))
+                    with m.Case(cmd.CMD_STATUS):
+                        m.d.comb += self.host_out.payload.eq(Cat(self.running, self.error))
+                    with m.Case(cmd.CMD_COUNTERS):
+                        m.d.comb += self.host_out.payload.eq(Mux(
+                            idx < counter_bytes, snapshot.word_select(idx[:5], 8),
+                            self.ctr_data.word_select(byte_sel, 8)))
+                    with m.Case(cmd.CMD_INFO):
+                        m.d.comb += self.host_out.payload.eq(info[idx[:5]])
+                with m.If(self.host_out.ready):
+                    m.d.sync += idx.eq(idx + 1)
+                    m.next = "SETUP"
+            with m.State("STATUS"):
+                m.d.comb += [self.host_out.valid.eq(1), self.host_out.payload.eq(status)]
+                with m.If(self.host_out.ready):
+                    m.next = "IDLE"
+        return m

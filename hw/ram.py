@@ -1,0 +1,94 @@
+"""Simple dual-port RAM for the large on-chip buffers.
+
+In Amaranth's simulator it is a :class:`amaranth.lib.memory.Memory`. In emitted Verilog it is
+an instance of the small behavioural module :data:`RAM_VERILOG`, which yosys maps to block RAM
+and Verilator simulates natively: emitting a megabyte-sized ``Memory`` makes Amaranth write
+one initialiser per word (60 MB of Verilog and minutes of conversion for the default
+configuration), although nothing needs these buffers initialised — the host writes
+everything the layer program reads.
+"""
+
+from amaranth import ClockSignal, Instance, Module, unsigned
+from amaranth.lib import wiring
+from amaranth.lib.memory import Memory
+from amaranth.lib.wiring import In, Out
+
+__all__ = ["Ram", "RAM_VERILOG", "VerilogTarget"]
+
+RAM_VERILOG = """\
+// Simple dual-port RAM with registered, enabled read and byte-lane writes (squeezefpga hw/ram.py).
+module sqz_ram #(parameter WIDTH = 8, DEPTH = 1024, ABITS = 10, LANES = 1) (
+    input clk,
+    input [ABITS-1:0] raddr,
+    input ren,
+    output reg [WIDTH-1:0] rdata,
+    input [ABITS-1:0] waddr,
+    input [LANES-1:0] wen,
+    input [WIDTH-1:0] wdata
+);
+    localparam GRAN = WIDTH / LANES;
+    reg [WIDTH-1:0] mem [0:DEPTH-1];
+    always @(posedge clk)
+        if (ren)
+            rdata <= mem[raddr];
+    genvar i;
+    generate
+        for (i = 0; i < LANES; i = i + 1) begin : lane
+            always @(posedge clk)
+                if (wen[i])
+                    mem[waddr][i*GRAN +: GRAN] <= wdata[i*GRAN +: GRAN];
+        end
+    endgenerate
+endmodule
+"""
+
+
+class VerilogTarget:
+    """Platform marker for :func:`squeezefpga.hw.verilog.emit_verilog`: RAMs become
+    ``sqz_ram`` instances."""
+    ram_blackbox = True
+
+
+class Ram(wiring.Component):
+    """``depth`` words of ``width`` bits; one read port (data the cycle after ``read_en``,
+    held otherwise; a read of the word being written returns the old value) and one write
+    port with ``width // granularity`` lane enables.
+
+    Members
+    -------
+    read_addr, read_en : In; read_data : Out(width)
+    write_addr, write_data : In; write_en : In(width // granularity)
+    """
+
+    def __init__(self, width, depth, granularity=None):
+        granularity = granularity or width
+        if width % granularity:
+            raise ValueError(f"width {width} is not a multiple of granularity {granularity}")
+        if depth < 1:
+            raise ValueError(f"depth must be positive, not {depth}")
+        self.width, self.depth, self.granularity = width, depth, granularity
+        abits = max(1, (depth - 1).bit_length())
+        super().__init__({
+            "read_addr": In(abits), "read_en": In(1), "read_data": Out(width),
+            "write_addr": In(abits), "write_data": In(width),
+            "write_en": In(width // granularity),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        if getattr(platform, "ram_blackbox", False):
+            m.submodules.ram = Instance(
+                "sqz_ram", p_WIDTH=self.width, p_DEPTH=self.depth,
+                p_ABITS=len(self.read_addr), p_LANES=len(self.write_en),
+                i_clk=ClockSignal(),
+                i_raddr=self.read_addr, i_ren=self.read_en, o_rdata=self.read_data,
+                i_waddr=self.write_addr, i_wen=self.write_en, i_wdata=self.write_data)
+            return m
+        m.submodules.memory = memory = Memory(shape=unsigned(self.width), depth=self.depth,
+                                              init=[])
+        granularity = self.granularity if self.granularity != self.width else None
+        read, write = memory.read_port(), memory.write_port(granularity=granularity)
+        m.d.comb += [read.addr.eq(self.read_addr), read.en.eq(self.read_en),
+                     self.read_data.eq(read.data), write.addr.eq(self.write_addr),
+                     write.data.eq(self.write_data), write.en.eq(self.write_en)]
+        return m
