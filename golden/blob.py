@@ -13,16 +13,17 @@ import numpy as np
 from squeezefpga.errors import BlobFormatError
 
 from .network import out_size
+from .polyphase import phase_shape
 
 __all__ = ["MAGIC", "VERSION", "OP_CONV", "OP_MAXPOOL", "OP_GLOBAL_SUM",
            "ENC_NONE", "ENC_DENSE", "ENC_SPARSE", "ConvWeights", "Descriptor", "Program",
            "encode_program", "decode_program", "encode_weights", "decode_weights",
            "pack_bits", "unpack_bits", "sparse_entries", "weights_end", "HEADER", "DESCRIPTOR",
-           "MAX_CODES", "MULTIPLIER_BITS", "MAX_SHIFT"]
+           "MAX_CODES", "MULTIPLIER_BITS", "MAX_SHIFT", "MAX_INPUT_PHASE"]
 
 MAGIC = b"SQZF"
-VERSION = 1
-HEADER = struct.Struct("<4sHHHHHHIIIII")        # 36 bytes
+VERSION = 2
+HEADER = struct.Struct("<4sHHHHHHHHIIIII")      # 40 bytes
 DESCRIPTOR = struct.Struct("<BBBBHHHHHHIIIIHBBBBH")  # 40 bytes
 OP_CONV, OP_MAXPOOL, OP_GLOBAL_SUM = 1, 2, 3
 OP_NAMES = {OP_CONV: "conv", OP_MAXPOOL: "maxpool", OP_GLOBAL_SUM: "global_sum"}
@@ -32,6 +33,7 @@ MAX_RUN = 2 ** RUN_BITS - 1
 MAX_CODES = 2 ** CODE_BITS
 MULTIPLIER_BITS = 15    # requantisation multiplier M in [2**14, 2**15)
 MAX_SHIFT = 63
+MAX_INPUT_PHASE = 4     # input_phase s: the host stores the s*s phases of the image
 ALIGN = 4
 
 
@@ -81,13 +83,24 @@ class Descriptor:
 
 @dataclass(eq=True)
 class Program:
-    """A whole compiled network: input/output locations and the layer program."""
+    """A whole compiled network: input/output locations and the layer program.
+
+    ``input_shape`` is the image's (C, H, W). With ``input_phase`` s > 1 the host stores
+    ``polyphase.phase_split(image, s)``, of shape :attr:`stored_input_shape`, at
+    ``input_addr``.
+    """
     input_shape: tuple
     classes: int
     activation_bytes: int
     input_addr: int
     output_addr: int
     descriptors: list = field(default_factory=list)
+    input_phase: int = 1
+
+    @property
+    def stored_input_shape(self):
+        """Shape of the uint8 tensor at ``input_addr``: the image, or its s*s phases."""
+        return phase_shape(self.input_shape, self.input_phase)
 
     @property
     def convs(self):
@@ -222,8 +235,8 @@ def encode_program(program):
                                  encoding, 0, 0)
     payload = bytes(descs) + bytes(body) + names
     header = HEADER.pack(MAGIC, VERSION, n, *program.input_shape, program.classes,
-                         program.activation_bytes, program.input_addr, program.output_addr,
-                         HEADER.size + len(payload), zlib.crc32(payload))
+                         program.input_phase, 0, program.activation_bytes, program.input_addr,
+                         program.output_addr, HEADER.size + len(payload), zlib.crc32(payload))
     return header + payload
 
 
@@ -241,20 +254,28 @@ def decode_program(blob, source="blob"):
     """Parse and validate a blob; the inverse of :func:`encode_program`."""
     blob = bytes(blob)
     if len(blob) < HEADER.size:
+        if len(blob) >= 6 and blob[:4] == MAGIC:    # e.g. a short blob of another version
+            version, = struct.unpack_from("<H", blob, 4)
+            if version != VERSION:
+                raise BlobFormatError(f"{source}: format version {version}, this tool reads "
+                                      f"{VERSION}")
         raise BlobFormatError(f"{source}: {len(blob)} bytes is shorter than the "
                               f"{HEADER.size}-byte header")
-    (magic, version, n, in_c, in_h, in_w, classes, act_bytes, in_addr, out_addr, length,
-     crc) = HEADER.unpack_from(blob)
+    magic, version = struct.unpack_from("<4sH", blob)
     if magic != MAGIC:
         raise BlobFormatError(f"{source}: bad magic {magic!r}, expected {MAGIC!r} "
                               "(not a squeezefpga blob)")
     if version != VERSION:
         raise BlobFormatError(f"{source}: format version {version}, this tool reads {VERSION}")
+    (_, _, n, in_c, in_h, in_w, classes, phase, _, act_bytes, in_addr, out_addr, length,
+     crc) = HEADER.unpack_from(blob)
     if length != len(blob):
         raise BlobFormatError(f"{source}: header says {length} bytes, blob has {len(blob)} "
                               f"({'truncated' if len(blob) < length else 'trailing bytes'})")
     if zlib.crc32(blob[HEADER.size:]) != crc:
         raise BlobFormatError(f"{source}: CRC-32 mismatch: the blob is corrupt")
+    if not 1 <= phase <= MAX_INPUT_PHASE:
+        _fail(f"{source}: input_phase {phase} outside 1..{MAX_INPUT_PHASE}", 16)
     names_at = HEADER.size + n * DESCRIPTOR.size
     if names_at > len(blob):
         _fail(f"{source}: {n} descriptors do not fit the blob", HEADER.size)
@@ -297,8 +318,8 @@ def decode_program(blob, source="blob"):
         if max(d.src + d.in_bytes, d.dst + d.out_bytes) > act_bytes:
             _fail(f"{where}: a tensor lies outside the {act_bytes}-byte activation memory", at)
         descriptors.append(d)
-    if (in_addr + in_c * in_h * in_w > act_bytes
-            or out_addr + 4 * classes > act_bytes):
+    stored = int(np.prod(phase_shape((in_c, in_h, in_w), phase)))
+    if in_addr + stored > act_bytes or out_addr + 4 * classes > act_bytes:
         _fail(f"{source}: input or output address lies outside the {act_bytes}-byte activation "
               "memory", 0)
     at = max(ends)
@@ -312,4 +333,5 @@ def decode_program(blob, source="blob"):
         _fail(f"{source}: {len(blob) - at} unexpected bytes after the name table", at)
     for d, name in zip(descriptors, names):
         d.name = name
-    return Program((in_c, in_h, in_w), classes, act_bytes, in_addr, out_addr, descriptors)
+    return Program((in_c, in_h, in_w), classes, act_bytes, in_addr, out_addr, descriptors,
+                   phase)

@@ -6,14 +6,15 @@ import numpy as np
 
 from squeezefpga.errors import QuantizationError
 
-from .blob import (OP_CONV, OP_GLOBAL_SUM, OP_MAXPOOL, ConvWeights, Descriptor, Program,
-                   encode_program)
+from .blob import (MAX_INPUT_PHASE, OP_CONV, OP_GLOBAL_SUM, OP_MAXPOOL, ConvWeights,
+                   Descriptor, Program, encode_program)
 from .image import load_image
 from .importer import load_compressed
 from .network import Add, Concat, Conv, GlobalAvgPool, MaxPool
+from .polyphase import phase_shape, phase_split_weights, split_conv_out, split_kernel
 from .quantize import calibration_images, quantize
 
-__all__ = ["ALIGN", "build_program", "compile_model", "compile_file", "Compiled"]
+__all__ = ["ALIGN", "input_phase", "build_program", "compile_model", "compile_file", "Compiled"]
 
 ALIGN = 4
 
@@ -44,14 +45,55 @@ class _Arena:
         del self.blocks[name]
 
 
+def input_phase(network):
+    """Polyphase factor s of ``network``'s input: the stride of an unpadded first conv on
+    ``"data"`` (1 if there is none); checks that every other conv has stride 1.
+
+    The conv engine only does stride 1, so a stride-s first layer runs as the stride-1 conv of
+    the s*s phases of the image (:mod:`.polyphase`), which the host stores in their place.
+    """
+    shapes = network.shapes()
+    first = network.ops[0]
+    phase = 1
+    if isinstance(first, Conv) and first.src == "data" and first.stride > 1:
+        s, k = first.stride, first.kernel
+        if first.pad:
+            raise QuantizationError(f"{first.name}: a stride-{s} first layer must be unpadded "
+                                    f"to run polyphase-split, it has pad {first.pad}")
+        if s > MAX_INPUT_PHASE:
+            raise QuantizationError(f"{first.name}: stride {s} exceeds the largest polyphase "
+                                    f"input split, {MAX_INPUT_PHASE}")
+        _, h, w = shapes["data"]
+        for side in (h, w):
+            split, direct = split_conv_out(side, k, s)
+            if split != direct:
+                raise QuantizationError(
+                    f"{first.name}: a {k}x{k} stride-{s} conv of a {h}x{w} input gives "
+                    f"{direct} outputs per side, but the stride-1 conv over its phases "
+                    f"would give {split}; the polyphase rewrite does not crop")
+        phase = s
+    for op in network.ops:
+        if isinstance(op, Conv) and op.stride != 1 and (op is not first or phase == 1):
+            raise QuantizationError(f"{op.name}: stride {op.stride}; the accelerator's conv "
+                                    "engine is stride 1 and runs a strided conv only as the "
+                                    "first layer (stride 2..4 on the image, unpadded)")
+        if phase > 1 and op is not first and "data" in op.inputs:
+            raise QuantizationError(f"{op.name}: reads the input image, which is stored "
+                                    f"phase-split for {first.name}")
+    return phase
+
+
 def build_program(network, qmodel):
     """Lay out every tensor in activation memory and emit one descriptor per hardware step.
 
     Concatenations cost nothing: both expand branches write into one (C, H, W) region at their
     channel offset. Each region is freed after its last reader, and the output of a step never
-    overlaps its input.
+    overlaps its input. A stride-s first conv is emitted as the equivalent stride-1 conv of the
+    image's phases (:func:`input_phase`); the input region then holds the phases.
     """
+    phase = input_phase(network)
     shapes = network.shapes()
+    shapes["data"] = phase_shape(shapes["data"], phase)
     root, offset = {"data": "data"}, {"data": 0}
     for op in network.ops:
         if isinstance(op, Add):
@@ -90,10 +132,13 @@ def build_program(network, qmodel):
         dst = base[root[op.name]] + offset[op.name]
         if isinstance(op, Conv):
             q = qmodel.layers[op.name]
+            kernel, stride, codes = op.kernel, op.stride, q.codes
+            if op.src == "data" and phase > 1:
+                kernel, stride = split_kernel(kernel, phase), 1
+                codes = phase_split_weights(codes, phase)
             descriptors.append(Descriptor(
-                op.name, OP_CONV, shapes[op.src], shapes[op.name], src, dst, op.kernel,
-                op.stride, op.pad, q.multiplier, q.shift, ConvWeights(q.codebook, q.codes,
-                                                                       q.bias)))
+                op.name, OP_CONV, shapes[op.src], shapes[op.name], src, dst, kernel, stride,
+                op.pad, q.multiplier, q.shift, ConvWeights(q.codebook, codes, q.bias)))
         elif isinstance(op, MaxPool):
             descriptors.append(Descriptor(op.name, OP_MAXPOOL, shapes[op.src], shapes[op.name],
                                           src, dst, op.kernel, op.stride))
@@ -104,7 +149,7 @@ def build_program(network, qmodel):
             arena.free(name)
     classes = shapes[network.output][0]
     return Program(tuple(network.input_shape), classes, arena.peak, 0,
-                   base[root[network.output]], descriptors)
+                   base[root[network.output]], descriptors, phase)
 
 
 @dataclass

@@ -11,9 +11,10 @@ import numpy as np
 
 from .blob import OP_CONV, OP_MAXPOOL, Program, decode_program
 from .ops import conv2d, max_pool_ceil
+from .polyphase import phase_split
 from .quantize import requantize
 
-__all__ = ["IntegerRun", "run_integer", "conv_accumulators", "accumulator_bound"]
+__all__ = ["IntegerRun", "run_integer", "input_bytes", "conv_accumulators", "accumulator_bound"]
 
 
 @dataclass
@@ -53,16 +54,39 @@ def accumulator_bound(program):
     return bound
 
 
-def run_integer(program, image):
-    """Run ``program`` (a :class:`Program` or blob bytes) on a uint8 BGR (3, H, W) image."""
-    if not isinstance(program, Program):
-        program = decode_program(program)
+def input_bytes(program, image):
+    """The exact bytes the host writes at ``program.input_addr`` for a uint8 BGR image.
+
+    Parameters
+    ----------
+    program : Program
+    image : uint8 array of ``program.input_shape`` (C, H, W)
+
+    Returns
+    -------
+    bytes of the image in CHW order, or, if ``program.input_phase`` s > 1, of
+    ``phase_split(image, s)`` (shape ``program.stored_input_shape``).
+    """
     image = np.asarray(image)
     if image.dtype != np.uint8 or image.shape != tuple(program.input_shape):
-        raise ValueError(f"image must be uint8 {program.input_shape}, got {image.dtype} "
+        raise ValueError(f"image must be uint8 {tuple(program.input_shape)}, got {image.dtype} "
                          f"{image.shape}")
+    if program.input_phase > 1:
+        image = phase_split(image, program.input_phase)
+    return np.ascontiguousarray(image).tobytes()
+
+
+def run_integer(program, image):
+    """Run ``program`` (a :class:`Program` or blob bytes) on a uint8 BGR (3, H, W) image.
+
+    The image is written to memory as :func:`input_bytes` gives it (phase-split if the
+    program says so), exactly as the host driver writes it to the accelerator.
+    """
+    if not isinstance(program, Program):
+        program = decode_program(program)
+    data = np.frombuffer(input_bytes(program, image), np.uint8)
     memory = np.zeros(program.activation_bytes, np.uint8)
-    memory[program.input_addr: program.input_addr + image.size] = image.ravel()
+    memory[program.input_addr: program.input_addr + data.size] = data
     tensors = {}
     for d in program.descriptors:
         x = memory[d.src: d.src + d.in_bytes].reshape(d.in_shape)

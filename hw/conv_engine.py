@@ -50,7 +50,7 @@ class ConvEngine(wiring.Component):
 
     def __init__(self, config):
         self.config = c = config
-        a, s, t, ch = c.act_addr_bits, c.side_bits, c.tap_bits, c.channel_bits
+        a, s, ch = c.act_addr_bits, c.side_bits, c.channel_bits
         super().__init__({
             "start": In(1),
             "src": In(a), "dst": In(a),

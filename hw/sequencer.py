@@ -61,7 +61,8 @@ class Sequencer(wiring.Component):
         index, last = Signal(8), Signal(8)
         k, pend, pend_k = Signal(4), Signal(), Signal(4)
         cycles = Signal(32)
-        m.d.comb += [self.layer_index.eq(index), self.layer_cycles.eq(cycles)]
+        # The step ends in NEXT, which counts too.
+        m.d.comb += [self.layer_index.eq(index), self.layer_cycles.eq(cycles + 1)]
         m.d.sync += cycles.eq(cycles + 1)
         m.d.comb += [self.conv_valid.eq((pad == 0) & (kernel != 1)),
                      self.conv_border.eq((kernel == 1) & (pad == 1))]

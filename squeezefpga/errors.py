@@ -1,7 +1,7 @@
 """Errors that name what was wrong with the user's input; the CLI prints them without a traceback."""
 
 __all__ = ["SqueezeFPGAError", "ModelFormatError", "BlobFormatError", "ImageError",
-           "QuantizationError"]
+           "QuantizationError", "SimulationError"]
 
 
 class SqueezeFPGAError(Exception):
@@ -22,3 +22,7 @@ class ImageError(SqueezeFPGAError):
 
 class QuantizationError(SqueezeFPGAError):
     """A model cannot be represented in the accelerator's fixed-point format."""
+
+
+class SimulationError(SqueezeFPGAError):
+    """The simulator cannot be built or run, or the simulated board misbehaved (timeout, exit)."""

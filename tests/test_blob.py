@@ -5,22 +5,34 @@ import numpy as np
 import pytest
 
 from squeezefpga.errors import BlobFormatError
-from squeezefpga.golden.blob import (ENC_DENSE, ENC_SPARSE, HEADER, ConvWeights,
+from squeezefpga.golden.blob import (ENC_DENSE, ENC_SPARSE, HEADER, VERSION, ConvWeights,
                                      decode_program, decode_weights, encode_program,
                                      encode_weights, pack_bits, sparse_entries, unpack_bits)
+from squeezefpga.golden.polyphase import phase_split_weights
 
 
 def test_real_model_size_under_half_a_megabyte(compiled):
     assert len(compiled.blob) < 500_000
 
 
+def test_header_layout(compiled):
+    assert (HEADER.size, VERSION) == (40, 2)
+    fields = HEADER.unpack_from(compiled.blob)
+    assert fields[:9] == (b"SQZF", 2, len(compiled.program.descriptors), 3, 227, 227, 1000, 2, 0)
+    assert fields[9:12] == (compiled.program.activation_bytes, 0, compiled.program.output_addr)
+    assert fields[12] == len(compiled.blob)
+
+
 def test_round_trip_is_exact(compiled):
     decoded = decode_program(compiled.blob)
     assert decoded == compiled.program
     assert encode_program(decoded) == compiled.blob
+    assert decoded.input_shape == (3, 227, 227) and decoded.input_phase == 2
+    assert decoded.stored_input_shape == (12, 114, 114)
     for d in decoded.convs:
         q = compiled.qmodel.layers[d.name]
-        np.testing.assert_array_equal(d.weights.codes, q.codes)
+        codes = phase_split_weights(q.codes, 2) if d.name == "conv1" else q.codes
+        np.testing.assert_array_equal(d.weights.codes, codes)
         np.testing.assert_array_equal(d.weights.codebook, q.codebook)
         np.testing.assert_array_equal(d.weights.bias, q.bias)
         assert (d.multiplier, d.shift) == (q.multiplier, q.shift)
@@ -72,6 +84,10 @@ def test_corrupt_blobs_give_clear_errors(compiled):
         decode_program(b"XXXX" + blob[4:])
     with pytest.raises(BlobFormatError, match="version 9"):
         decode_program(blob[:4] + struct.pack("<H", 9) + blob[6:])
+    with pytest.raises(BlobFormatError, match="format version 1, this tool reads 2"):
+        decode_program(blob[:4] + struct.pack("<H", 1) + blob[6:36])   # a short v1 blob
+    with pytest.raises(BlobFormatError, match="format version 1, this tool reads 2"):
+        decode_program(blob[:4] + struct.pack("<H", 1) + blob[6:])
     with pytest.raises(BlobFormatError, match="truncated"):
         decode_program(blob[:-10])
     with pytest.raises(BlobFormatError, match="shorter than"):
@@ -90,5 +106,23 @@ def test_corrupt_blobs_give_clear_errors(compiled):
         decode_program(reseal(bad_shape))
     zero_stride = bytearray(blob)
     zero_stride[HEADER.size + 2] = 0                              # conv1 stride
-    with pytest.raises(BlobFormatError, match="descriptor 0: kernel 7 / stride 0"):
+    with pytest.raises(BlobFormatError, match="descriptor 0: kernel 4 / stride 0"):
         decode_program(reseal(zero_stride))
+
+
+@pytest.mark.parametrize("phase", [0, 5])
+def test_input_phase_out_of_range(compiled, phase):
+    blob = bytearray(compiled.blob)
+    struct.pack_into("<H", blob, 16, phase)
+    with pytest.raises(BlobFormatError, match=f"input_phase {phase} outside 1..4"):
+        decode_program(bytes(blob))
+
+
+def test_input_region_is_the_split_shape(compiled):
+    """An input that fits as a raw image but not as its 12x114x114 phases is rejected."""
+    blob = bytearray(compiled.blob)
+    struct.pack_into("<I", blob, 24, compiled.program.activation_bytes - 3 * 227 * 227)
+    with pytest.raises(BlobFormatError, match="input or output address lies outside"):
+        decode_program(bytes(blob))
+    struct.pack_into("<H", blob, 16, 1)
+    assert decode_program(bytes(blob)).input_phase == 1

@@ -5,6 +5,7 @@ import sys
 import pytest
 from PIL import Image
 
+from squeezefpga.golden.blob import HEADER
 from squeezefpga.host.cli import main
 from squeezefpga.models import CAT_PHOTO, COFFEE_PHOTO, DEFAULT_MODEL
 
@@ -27,7 +28,7 @@ def test_compile_json(capsys, tmp_path):
     assert len(convs) == 26
     assert sum(layer["nnz"] for layer in convs) == 415_921
     assert all(isinstance(layer["bytes"], int) and layer["name"] for layer in result["layers"])
-    assert sum(layer["bytes"] for layer in result["layers"]) + 36 == result["total_bytes"]
+    assert sum(layer["bytes"] for layer in result["layers"]) + HEADER.size == result["total_bytes"]
 
 
 def test_compile_table(capsys, tmp_path):
@@ -54,12 +55,6 @@ def test_golden_with_compiled_blob(capsys, tmp_path):
     direct = run_json(capsys, "golden", str(CAT_PHOTO), "--json", "--blob", str(blob))
     cached = run_json(capsys, "golden", str(CAT_PHOTO), "--json")
     assert direct["logits"] == cached["logits"]
-
-
-def test_demo(capsys):
-    assert main(["demo"]) == 0
-    out = capsys.readouterr().out
-    assert "Egyptian cat" in out and "bytes" in out
 
 
 def bad_inputs(tmp_path):

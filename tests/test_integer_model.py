@@ -7,6 +7,7 @@ from squeezefpga.golden.compiler import build_program, compile_model
 from squeezefpga.golden.float_model import float_forward
 from squeezefpga.golden.integer_model import accumulator_bound, run_integer
 from squeezefpga.golden.network import squeezenet_v1_0_bypass, tiny_squeezenet
+from squeezefpga.golden.polyphase import phase_split
 from squeezefpga.golden.quantize import requantize
 
 from .test_network import random_model
@@ -49,7 +50,7 @@ def test_tensors_have_declared_shapes(compiled, photos):
 def test_conv_matches_loop_reference(compiled, photos, name, sources):
     """Whole output tensors against a loop-based convolution of the decoded weights."""
     run = run_integer(compiled.program, photos["cat"])
-    tensors = dict(run.tensors, data=photos["cat"])
+    tensors = dict(run.tensors, data=phase_split(photos["cat"], compiled.program.input_phase))
     x = np.concatenate([tensors[s] for s in sources])
     d = next(d for d in compiled.program.descriptors if d.name == name)
     w = d.weights.codebook.astype(np.int64)[d.weights.codes]
@@ -62,6 +63,8 @@ def test_tiny_network_compiles_and_runs(rng):
     model = random_model(network, rng)
     images = [rng.integers(0, 256, network.input_shape, dtype=np.uint8) for _ in range(2)]
     compiled = compile_model(model, images)
+    assert compiled.program.input_phase == 2
+    assert compiled.program.descriptors[0].kernel == 4
     run = run_integer(compiled.blob, images[0])
     assert run.logits.shape == (10,)
     assert set(run.tensors) == {d.name for d in compiled.program.descriptors}
