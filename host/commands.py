@@ -12,7 +12,7 @@ __all__ = ["CMD_INFO", "CMD_WRITE_WEIGHTS", "CMD_WRITE_ACT", "CMD_READ_ACT", "CM
            "STATUS_UNKNOWN_COMMAND", "STATUS_BUSY", "STATUS_RUN_ERROR", "STATUS_NAMES",
            "INFO", "INFO_MAGIC", "PORT_VERSION", "COUNTER_HEADER", "ARG_BYTES",
            "write_weights", "write_act", "read_act", "read_weights", "run", "info", "wait",
-           "status", "counters", "counters_reply_bytes"]
+           "status", "counters", "set_model", "counters_reply_bytes", "CMD_SET_MODEL"]
 
 CMD_INFO = 0x01
 CMD_WRITE_WEIGHTS = 0x02
@@ -23,9 +23,11 @@ CMD_RUN = 0x06
 CMD_WAIT = 0x07
 CMD_STATUS = 0x08
 CMD_COUNTERS = 0x09
+CMD_SET_MODEL = 0x0A                # record the CRC-32 of the loaded blob (cleared by writes)
 
 ARG_BYTES = {CMD_INFO: 0, CMD_WRITE_WEIGHTS: 8, CMD_WRITE_ACT: 8, CMD_READ_ACT: 8,
-             CMD_READ_WEIGHTS: 8, CMD_RUN: 2, CMD_WAIT: 0, CMD_STATUS: 0, CMD_COUNTERS: 0}
+             CMD_READ_WEIGHTS: 8, CMD_RUN: 2, CMD_WAIT: 0, CMD_STATUS: 0, CMD_COUNTERS: 0,
+             CMD_SET_MODEL: 4}
 
 STATUS_OK = 0x00
 STATUS_UNKNOWN_COMMAND = 0xE1
@@ -37,8 +39,9 @@ STATUS_NAMES = {STATUS_OK: "ok", STATUS_UNKNOWN_COMMAND: "unknown command",
 
 PORT_VERSION = 1
 INFO_MAGIC = b"SQZA"
-# magic, port version, lanes, activation bytes, weight bytes, max layers, max taps, max channels
-INFO = struct.Struct("<4sBHIIBHH")
+# magic, port version, lanes, activation bytes, weight bytes, max layers, max taps, max channels,
+# build id, model loaded (0/1), CRC-32 of the loaded model (as recorded by SET_MODEL)
+INFO = struct.Struct("<4sBHIIBHHIBI")
 # total cycles, busy lane-cycles, MAC-stage weight issues (then max_layers x u32 step cycles)
 COUNTER_HEADER = struct.Struct("<QQQ")
 
@@ -81,6 +84,10 @@ def status():
 
 def counters():
     return bytes([CMD_COUNTERS])
+
+
+def set_model(crc):
+    return bytes([CMD_SET_MODEL]) + struct.pack("<I", crc)
 
 
 def counters_reply_bytes(max_layers):

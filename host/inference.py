@@ -1,17 +1,15 @@
-"""Running a compiled model on an accelerator through :class:`PortClient`."""
+"""Running a compiled model on a device: one image, whole program or step by step."""
 
-import zlib
 from dataclasses import dataclass, field
 
 import numpy as np
 
 from squeezefpga.golden.blob import OP_GLOBAL_SUM, Program
 from squeezefpga.golden.integer_model import input_bytes
-from squeezefpga.hw.config import AcceleratorConfig, check_program
+from squeezefpga.hw.config import AcceleratorConfig
 
-from .port_client import DeviceError
 
-__all__ = ["BoardRun", "device_config", "load_model", "infer", "read_tensor"]
+__all__ = ["BoardRun", "device_config", "infer", "read_tensor"]
 
 
 @dataclass
@@ -39,17 +37,6 @@ def device_config(info):
     return AcceleratorConfig(lanes=info.lanes, activation_bytes=info.activation_bytes,
                              weight_bytes=info.weight_bytes, max_layers=info.max_layers,
                              max_taps=info.max_taps, max_channels=info.max_channels)
-
-
-def load_model(client, blob, program, progress=None):
-    """Check that ``program`` fits the device, write ``blob`` into its weight buffer and
-    verify it by reading it back (CRC-32)."""
-    check_program(device_config(client.info()), program, len(blob))
-    client.write_weights(0, blob, progress=progress)
-    back = client.read_weights(0, len(blob))
-    if zlib.crc32(back) != zlib.crc32(blob):
-        raise DeviceError("the weight buffer does not hold the blob that was written "
-                          f"(CRC-32 {zlib.crc32(back):08x}, expected {zlib.crc32(blob):08x})")
 
 
 def read_tensor(client, d):

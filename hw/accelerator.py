@@ -29,6 +29,8 @@ class Accelerator(wiring.Component):
     Parameters
     ----------
     config : AcceleratorConfig
+    build_id : int
+        32-bit identifier reported by INFO (the hash of the sources and configuration).
 
     Members
     -------
@@ -36,14 +38,18 @@ class Accelerator(wiring.Component):
     host_out : Out(stream.Signature(8))
     busy : Out(1)
         A command or a run is in progress (the simulated board clocks freely while high).
+    port_idle : Out(1)
+        The host port has no command in progress (it may still be running the program).
     """
 
-    def __init__(self, config=None):
+    def __init__(self, config=None, build_id=0):
         self.config = config if config is not None else AcceleratorConfig()
+        self.build_id = build_id
         super().__init__({
             "host_in": In(stream.Signature(8)),
             "host_out": Out(stream.Signature(8)),
             "busy": Out(1),
+            "port_idle": Out(1),
         })
 
     def elaborate(self, platform):
@@ -54,14 +60,14 @@ class Accelerator(wiring.Component):
         m.submodules.layer_counters = counters = Memory(shape=unsigned(32),
                                                         depth=cfg.max_layers, init=[])
         c_write, c_read = counters.write_port(), counters.read_port()
-        m.submodules.port = port = HostPort(cfg)
+        m.submodules.port = port = HostPort(cfg, self.build_id)
         m.submodules.sequencer = seq = Sequencer(cfg)
         m.submodules.conv = conv = ConvEngine(cfg)
         m.submodules.pool = pool = PoolUnit(cfg)
 
         wiring.connect(m, wiring.flipped(self.host_in), port.host_in)
         wiring.connect(m, port.host_out, wiring.flipped(self.host_out))
-        m.d.comb += self.busy.eq(seq.running | ~port.idle)
+        m.d.comb += [self.busy.eq(seq.running | ~port.idle), self.port_idle.eq(port.idle)]
 
         # Weight buffer: the host writes; host, sequencer and weight decoder read.
         m.d.comb += [weights.write_addr.eq(port.w_addr), weights.write_data.eq(port.w_data),

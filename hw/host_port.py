@@ -34,8 +34,9 @@ class HostPort(wiring.Component):
         Per-step cycle counters (read port) and the three 64-bit totals.
     """
 
-    def __init__(self, config):
+    def __init__(self, config, build_id=0):
         self.config = c = config
+        self.build_id = build_id
         word_bits = max(1, (c.weight_words - 1).bit_length())
         super().__init__({
             "host_in": In(stream.Signature(8)),
@@ -52,8 +53,11 @@ class HostPort(wiring.Component):
 
     def info_bytes(self):
         c = self.config
-        return cmd.INFO.pack(cmd.INFO_MAGIC, cmd.PORT_VERSION, c.lanes, c.activation_bytes,
-                             c.weight_bytes, c.max_layers, c.max_taps, c.max_channels)
+        """The constant part of the INFO reply (all but the loaded-model fields)."""
+        full = cmd.INFO.pack(cmd.INFO_MAGIC, cmd.PORT_VERSION, c.lanes, c.activation_bytes,
+                             c.weight_bytes, c.max_layers, c.max_taps, c.max_channels,
+                             self.build_id, 0, 0)
+        return full[:-5]
 
     def elaborate(self, platform):
         m = Module()
@@ -66,7 +70,10 @@ class HostPort(wiring.Component):
         status, busy_drop = Signal(8), Signal()
         byte_sel = Signal(2)
         snapshot = Signal(192)
-        info = Array(Const(b, 8) for b in self.info_bytes())
+        info_const = self.info_bytes()
+        info = Array(Const(b, 8) for b in info_const)
+        model_valid, model_crc = Signal(), Signal(32)
+        model_fields = Cat(model_valid, Const(0, 7), model_crc)
         at = Signal(32)
         m.d.comb += at.eq(addr + idx)
         known = Signal()
@@ -120,6 +127,9 @@ class HostPort(wiring.Component):
                         m.next = "STATUS"
                     with m.Case(cmd.CMD_WAIT):
                         m.next = "WAIT"
+                    with m.Case(cmd.CMD_SET_MODEL):
+                        m.d.sync += [model_crc.eq(args[32:]), model_valid.eq(1)]
+                        m.next = "STATUS"
                     with m.Case(cmd.CMD_STATUS):
                         m.d.sync += reply_len.eq(1)
                         m.next = "SETUP"
@@ -128,7 +138,7 @@ class HostPort(wiring.Component):
                                      snapshot.eq(self.totals)]
                         m.next = "SETUP"
                     with m.Case(cmd.CMD_INFO):
-                        m.d.sync += reply_len.eq(len(info))
+                        m.d.sync += reply_len.eq(cmd.INFO.size)
                         m.next = "SETUP"
             with m.State("DATA"):
                 m.d.comb += self.host_in.ready.eq(1)
@@ -137,6 +147,7 @@ class HostPort(wiring.Component):
                     with m.If(self.running):
                         m.d.sync += busy_drop.eq(1)
                     with m.Elif(code == cmd.CMD_WRITE_WEIGHTS):
+                        m.d.sync += model_valid.eq(0)    # the recorded model is gone
                         m.d.comb += [self.w_addr.eq(at[2:]), self.w_en.eq(1 << at[:2]),
                                      self.w_data.eq(Cat(*[self.host_in.payload] * 4))]
                     with m.Else():
@@ -182,7 +193,9 @@ class HostPort(wiring.Component):
                             idx < counter_bytes, snapshot.word_select(idx[:5], 8),
                             self.ctr_data.word_select(byte_sel, 8)))
                     with m.Case(cmd.CMD_INFO):
-                        m.d.comb += self.host_out.payload.eq(info[idx[:5]])
+                        m.d.comb += self.host_out.payload.eq(Mux(
+                            idx < len(info_const), info[idx[:5]],
+                            model_fields.word_select((idx - len(info_const))[:3], 8)))
                 with m.If(self.host_out.ready):
                     m.d.sync += idx.eq(idx + 1)
                     m.next = "SETUP"

@@ -4,6 +4,7 @@ from amaranth.back import verilog
 
 from .accelerator import Accelerator
 from .config import AcceleratorConfig
+from .framed_accelerator import FramedAccelerator
 from .ram import RAM_VERILOG, VerilogTarget
 
 __all__ = ["emit_verilog", "TOP"]
@@ -11,10 +12,12 @@ __all__ = ["emit_verilog", "TOP"]
 TOP = "top"
 
 
-def emit_verilog(config=None):
+def emit_verilog(config=None, framed=False, build_id=0):
     """Return the Verilog source (one file, module ``top`` plus ``sqz_ram``) of an
-    accelerator built with ``config`` (default :class:`AcceleratorConfig`)."""
+    accelerator built with ``config`` (default :class:`AcceleratorConfig`); ``framed`` puts
+    the link layer in front (the board top), otherwise ``top`` speaks the raw host-port
+    commands."""
     config = config if config is not None else AcceleratorConfig()
-    text = verilog.convert(Accelerator(config), name=TOP, platform=VerilogTarget(),
-                           emit_src=False)
+    top = (FramedAccelerator if framed else Accelerator)(config, build_id)
+    text = verilog.convert(top, name=TOP, platform=VerilogTarget(), emit_src=False)
     return text + "\n" + RAM_VERILOG

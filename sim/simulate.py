@@ -1,4 +1,5 @@
-"""Whole-network runs on the Verilated accelerator (the simulated board over a pipe)."""
+"""Whole-network runs on the Verilated accelerator: the simulated board, reached by the same
+:class:`~squeezefpga.host.device.Device` driver as a real board."""
 
 import time
 from dataclasses import dataclass
@@ -8,12 +9,10 @@ import numpy as np
 from squeezefpga.golden.compare import compare_tensors, first_difference
 from squeezefpga.golden.integer_model import run_integer
 from squeezefpga.golden.perf import layer_work
-from squeezefpga.host.inference import infer, load_model
-from squeezefpga.host.port_client import PortClient
+from squeezefpga.host.device import Device
 from squeezefpga.hw.config import AcceleratorConfig, check_program
 
-from .accelerator_build import accelerator_board
-from .board import SimBoard
+from .board_server import BoardServer
 
 __all__ = ["SimResult", "simulate"]
 
@@ -47,26 +46,24 @@ class SimResult:
 
 def simulate(blob, program, images, config=None, check_all=False, progress=None,
              timeout=600.0):
-    """Run ``images`` (uint8 BGR) on a Verilator build of the accelerator.
+    """Run ``images`` (uint8 BGR) on a private simulated board built with ``config``.
 
     ``progress(message)`` gets one line per stage (build, load, each image). The model is
-    loaded once; the board process is always stopped at the end.
+    loaded once; the board process is always stopped at the end. ``timeout`` bounds each run.
     """
     config = config if config is not None else AcceleratorConfig()
     check_program(config, program, len(blob))
     say = progress or (lambda message: None)
-    executable = accelerator_board(config, say)
     work = layer_work(program, config.lanes)
     results = []
-    with SimBoard.start(executable) as board:
-        client = PortClient(board, timeout=timeout)
+    with BoardServer.start(config, progress=say) as server, Device.open(server.url) as device:
         say(f"loading {len(blob):,} bytes of weights and program")
-        load_model(client, blob, program)
+        device.load_model(blob)
         for n, image in enumerate(images, 1):
             say(f"running image {n}/{len(images)} on {config.lanes} lanes"
                 + (" step by step" if check_all else ""))
             start = time.monotonic()
-            run = infer(client, program, image, check_all, timeout)
+            run = device.infer(image, timeout, check_all)
             seconds = time.monotonic() - start
             golden = run_integer(program, image)
             if check_all:

@@ -1,0 +1,49 @@
+"""The board top: the link layer in front of the accelerator."""
+
+from amaranth import Module
+from amaranth.lib import stream, wiring
+from amaranth.lib.wiring import In, Out
+
+from .accelerator import Accelerator
+from .config import AcceleratorConfig
+from .link_layer import LinkLayer
+
+__all__ = ["FramedAccelerator"]
+
+
+class FramedAccelerator(wiring.Component):
+    """:class:`Accelerator` behind a :class:`LinkLayer`: what a board (real or simulated)
+    exposes on its serial link.
+
+    Parameters
+    ----------
+    config : AcceleratorConfig
+    build_id : int
+
+    Members
+    -------
+    host_in : In(stream.Signature(8)); host_out : Out(stream.Signature(8))
+        Framed requests and replies (docs/PROTOCOL.md).
+    busy : Out(1)
+        A frame, a command or a run is in progress.
+    """
+
+    def __init__(self, config=None, build_id=0):
+        self.config = config if config is not None else AcceleratorConfig()
+        self.build_id = build_id
+        super().__init__({
+            "host_in": In(stream.Signature(8)),
+            "host_out": Out(stream.Signature(8)),
+            "busy": Out(1),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        m.submodules.link = link = LinkLayer(self.config.timeout_cycles)
+        m.submodules.accelerator = accel = Accelerator(self.config, self.build_id)
+        wiring.connect(m, wiring.flipped(self.host_in), link.host_in)
+        wiring.connect(m, link.host_out, wiring.flipped(self.host_out))
+        wiring.connect(m, link.port_in, accel.host_in)
+        wiring.connect(m, accel.host_out, link.port_out)
+        m.d.comb += [link.port_idle.eq(accel.port_idle), self.busy.eq(accel.busy | ~link.idle)]
+        return m

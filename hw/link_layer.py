@@ -1,0 +1,214 @@
+"""Link layer: framed, CRC-checked messages in front of the accelerator's host port.
+
+docs/PROTOCOL.md is the contract; ``squeezefpga.host.link`` is the host side.
+"""
+
+from amaranth import Array, Cat, Const, Module, Mux, Signal
+from amaranth.lib import stream, wiring
+from amaranth.lib.wiring import In, Out
+
+from squeezefpga.host.link import (LINK_BAD_CRC, LINK_BAD_VERSION, LINK_OK,
+                                   LINK_REPLY_OVERFLOW, LINK_TOO_LONG, LINK_VERSION, MAX_PAYLOAD,
+                                   SOF)
+
+from .ram import Ram
+
+__all__ = ["LinkLayer", "crc32_byte"]
+
+CRC_POLY = 0xEDB88320                  # reflected CRC-32, as zlib.crc32
+
+
+def crc32_byte(m, crc, byte, name):
+    """The CRC-32 register after one more byte (unrolled over its 8 bits); each bit step is
+    its own signal, else the expression tree doubles per step."""
+    value = Signal(32, name=f"{name}_0")
+    m.d.comb += value.eq(crc ^ byte)
+    for bit in range(1, 9):
+        step = Signal(32, name=f"{name}_{bit}")
+        m.d.comb += step.eq((value >> 1) ^ Mux(value[0], CRC_POLY, 0))
+        value = step
+    return value
+
+
+class LinkLayer(wiring.Component):
+    """Receives request frames, checks them, hands the payload to the host port and frames
+    its reply.
+
+    The receiver hunts for the start byte, so garbage between frames costs nothing; a frame
+    whose bytes stop arriving for ``timeout_cycles`` is abandoned; a length over
+    ``MAX_PAYLOAD``, a bad CRC or a wrong version is answered with an error status and the
+    payload is not executed.
+
+    Members
+    -------
+    host_in : In(stream.Signature(8)); host_out : Out(stream.Signature(8))
+        The link (UART or the simulated board's socket).
+    port_in : Out(stream.Signature(8)); port_out : In(stream.Signature(8))
+        To and from :class:`squeezefpga.hw.host_port.HostPort`.
+    port_idle : In(1)
+    idle : Out(1)
+        Hunting for a frame, nothing pending.
+    """
+
+    def __init__(self, timeout_cycles):
+        if timeout_cycles < 1:
+            raise ValueError(f"timeout_cycles must be positive, not {timeout_cycles}")
+        self.timeout_cycles = timeout_cycles
+        super().__init__({
+            "host_in": In(stream.Signature(8)),
+            "host_out": Out(stream.Signature(8)),
+            "port_in": Out(stream.Signature(8)),
+            "port_out": In(stream.Signature(8)),
+            "port_idle": In(1),
+            "idle": Out(1),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        m.submodules.request = request = Ram(8, MAX_PAYLOAD)
+        m.submodules.reply = reply = Ram(8, MAX_PAYLOAD)
+        crc = Signal(32, init=0xFFFFFFFF)
+        version, seq, status = Signal(8), Signal(8), Signal(8)
+        length, idx = Signal(16), Signal(16)
+        header = Signal(3)
+        received_crc = Signal(32)
+        timer = Signal(range(self.timeout_cycles + 1))
+        reply_len, overflow = Signal(16), Signal()
+        byte_in = self.host_in.payload
+        got = self.host_in.valid & self.host_in.ready
+        crc_in = crc32_byte(m, crc, byte_in, "crc_rx")
+
+        def watchdog():
+            with m.If(got):
+                m.d.sync += timer.eq(0)
+            with m.Elif(timer == self.timeout_cycles):
+                m.next = "HUNT"          # the sender vanished mid-frame
+            with m.Else():
+                m.d.sync += timer.eq(timer + 1)
+
+        # Replies of the host port are collected whenever the port talks.
+        m.d.comb += self.port_out.ready.eq(1)
+        with m.If(self.port_out.valid):
+            with m.If(reply_len < MAX_PAYLOAD):
+                m.d.comb += [reply.write_addr.eq(reply_len), reply.write_data.eq(self.port_out.payload),
+                             reply.write_en.eq(1)]
+                m.d.sync += reply_len.eq(reply_len + 1)
+            with m.Else():
+                m.d.sync += overflow.eq(1)
+
+        out_header = Array([Const(SOF, 8), Const(LINK_VERSION, 8), seq, status,
+                            reply_len[:8], reply_len[8:]])
+        with m.FSM():
+            with m.State("HUNT"):
+                m.d.comb += [self.idle.eq(1), self.host_in.ready.eq(1)]
+                with m.If(self.host_in.valid & (byte_in == SOF)):
+                    m.d.sync += [header.eq(0), crc.eq(0xFFFFFFFF), timer.eq(0)]
+                    m.next = "HEADER"
+            with m.State("HEADER"):          # version, sequence, length (2)
+                m.d.comb += self.host_in.ready.eq(1)
+                watchdog()
+                with m.If(self.host_in.valid):
+                    m.d.sync += [crc.eq(crc_in), header.eq(header + 1)]
+                    with m.Switch(header):
+                        with m.Case(0):
+                            m.d.sync += version.eq(byte_in)
+                        with m.Case(1):
+                            m.d.sync += seq.eq(byte_in)
+                        with m.Case(2):
+                            m.d.sync += length[:8].eq(byte_in)
+                        with m.Case(3):
+                            m.d.sync += [length[8:].eq(byte_in), idx.eq(0),
+                                         received_crc.eq(0)]
+                            full = Cat(length[:8], byte_in)
+                            with m.If(full > MAX_PAYLOAD):
+                                m.d.sync += status.eq(LINK_TOO_LONG)
+                                m.next = "REPLY"
+                            with m.Elif(full == 0):
+                                m.next = "CHECK"
+                            with m.Else():
+                                m.next = "PAYLOAD"
+            with m.State("PAYLOAD"):
+                m.d.comb += self.host_in.ready.eq(1)
+                watchdog()
+                with m.If(self.host_in.valid):
+                    m.d.comb += [request.write_addr.eq(idx), request.write_data.eq(byte_in),
+                                 request.write_en.eq(1)]
+                    m.d.sync += [crc.eq(crc_in), idx.eq(idx + 1)]
+                    with m.If(idx + 1 == length):
+                        m.d.sync += idx.eq(0)
+                        m.next = "CHECK"
+            with m.State("CHECK"):          # the CRC, little-endian
+                m.d.comb += self.host_in.ready.eq(1)
+                watchdog()
+                with m.If(self.host_in.valid):
+                    value = Cat(received_crc[8:], byte_in)
+                    m.d.sync += [received_crc.eq(value), idx.eq(idx + 1)]
+                    with m.If(idx == 3):
+                        m.d.sync += [idx.eq(0), reply_len.eq(0), overflow.eq(0)]
+                        with m.If(value != ~crc):
+                            m.d.sync += status.eq(LINK_BAD_CRC)
+                            m.next = "REPLY"
+                        with m.Elif(version != LINK_VERSION):
+                            m.d.sync += status.eq(LINK_BAD_VERSION)
+                            m.next = "REPLY"
+                        with m.Elif(length == 0):
+                            m.d.sync += status.eq(LINK_OK)
+                            m.next = "COLLECT"
+                        with m.Else():
+                            m.d.sync += status.eq(LINK_OK)
+                            m.next = "FETCH"
+            with m.State("FETCH"):           # payload byte idx -> the host port
+                m.d.comb += [request.read_addr.eq(idx), request.read_en.eq(1)]
+                m.next = "FORWARD"
+            with m.State("FORWARD"):
+                m.d.comb += [self.port_in.valid.eq(1), self.port_in.payload.eq(request.read_data)]
+                with m.If(self.port_in.ready):
+                    m.d.sync += idx.eq(idx + 1)
+                    with m.If(idx + 1 == length):
+                        m.next = "COLLECT"
+                    with m.Else():
+                        m.next = "FETCH"
+            with m.State("COLLECT"):         # until the port has sent its whole reply
+                with m.If(self.port_idle & ~self.port_out.valid):
+                    m.d.sync += [idx.eq(0), status.eq(Mux(overflow, LINK_REPLY_OVERFLOW, LINK_OK))]
+                    m.next = "REPLY"
+            with m.State("REPLY"):           # start byte, version, sequence, status, length
+                with m.If(status != LINK_OK):
+                    m.d.sync += reply_len.eq(0)
+                m.d.sync += [idx.eq(0), crc.eq(0xFFFFFFFF)]
+                m.next = "SEND_HEADER"
+            with m.State("SEND_HEADER"):
+                byte = out_header[idx[:3]]
+                crc_header = crc32_byte(m, crc, byte, "crc_header")
+                m.d.comb += [self.host_out.valid.eq(1), self.host_out.payload.eq(byte)]
+                with m.If(self.host_out.ready):
+                    m.d.sync += idx.eq(idx + 1)
+                    with m.If(idx != 0):
+                        m.d.sync += crc.eq(crc_header)
+                    with m.If(idx == 5):
+                        m.d.sync += idx.eq(0)
+                        with m.If(reply_len == 0):
+                            m.next = "SEND_CRC"
+                        with m.Else():
+                            m.next = "SEND_FETCH"
+            with m.State("SEND_FETCH"):
+                m.d.comb += [reply.read_addr.eq(idx), reply.read_en.eq(1)]
+                m.next = "SEND_DATA"
+            with m.State("SEND_DATA"):
+                m.d.comb += [self.host_out.valid.eq(1), self.host_out.payload.eq(reply.read_data)]
+                with m.If(self.host_out.ready):
+                    m.d.sync += [idx.eq(idx + 1),
+                                 crc.eq(crc32_byte(m, crc, reply.read_data, "crc_data"))]
+                    with m.If(idx + 1 == reply_len):
+                        m.d.sync += idx.eq(0)
+                        m.next = "SEND_CRC"
+                    with m.Else():
+                        m.next = "SEND_FETCH"
+            with m.State("SEND_CRC"):
+                m.d.comb += [self.host_out.valid.eq(1),
+                             self.host_out.payload.eq((~crc).word_select(idx[:2], 8))]
+                with m.If(self.host_out.ready):
+                    m.d.sync += idx.eq(idx + 1)
+                    with m.If(idx == 3):
+                        m.next = "HUNT"
+        return m
