@@ -309,7 +309,6 @@ def classify_on_device(device, blob, program, paths, progress=None):
 
 
 def cmd_classify(args):
-    program, blob = _program_and_blob(args)
     names = class_names()
     server = None
     url = args.device
@@ -317,8 +316,11 @@ def cmd_classify(args):
         if url == "sim":
             server = BoardServer.start(_config(args), progress=_status)
             url = server.url
+        # The device first: a wrong URL fails at once, before the model is compiled.
         with Device.open(url, timeout=args.timeout) as device:
-            work = layer_work(program, device.info().lanes)
+            lanes = device.info().lanes
+            program, blob = _program_and_blob(args)
+            work = layer_work(program, lanes)
             ideal = sum(w["ideal_cycles"] for w in work)
             for path, result in classify_on_device(device, blob, program, args.images,
                                                    _load_progress(args.json)):

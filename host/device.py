@@ -184,7 +184,12 @@ class Device:
         except (serial.SerialException, OSError, ValueError) as exc:
             if port is not None:
                 port.close()
-            raise DeviceConnectionError(f"cannot open {url}: {exc}") from None
+            why = str(exc)
+            if "Connection refused" in why:
+                why = "nothing is listening there (is `squeezefpga sim-board` running?)"
+            elif why.startswith("Could not open port"):
+                why = why.split(": ", 1)[-1]      # pyserial repeats the URL
+            raise DeviceConnectionError(f"cannot open {url}: {why}") from None
         return cls(port, url, timeout, retries, frame_gap)
 
     def close(self):

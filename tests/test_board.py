@@ -163,6 +163,7 @@ def test_classify_cli_nothing_listening_fails_fast(capsys):
     assert time.monotonic() - start < 10
     err = capsys.readouterr().err
     assert err.startswith("squeezefpga: error: ") and f"127.0.0.1:{port}" in err
+    assert "nothing is listening" in err
 
 
 def test_classify_cli_on_a_served_board(capsys, board, tiny, tmp_path):
@@ -194,3 +195,37 @@ def test_real_network_on_the_simulated_board(capsys):
 def _run(capsys, *argv):
     assert main(list(argv)) == 0
     return capsys.readouterr().out
+
+
+def test_sim_board_command_serves_and_stops_on_ctrl_c(tmp_path):
+    """`squeezefpga sim-board` as a user runs it: serves, survives a client, ends on Ctrl-C
+    without leaving the board process behind."""
+    import os
+    import re
+    import signal
+    import subprocess
+    import sys
+    process = subprocess.Popen([sys.executable, "-m", "squeezefpga", "sim-board", "--port", "0",
+                                "--lanes", "8"], stderr=subprocess.PIPE, text=True,
+                               env={**os.environ, "PYTHONWARNINGS": "error"})
+    try:
+        url = None
+        for line in process.stderr:
+            found = re.search(r"listening on (socket://\S+);", line)
+            if found:
+                url = found.group(1)
+                break
+        assert url, "sim-board never said where it listens"
+        for _ in range(2):                          # a client, then another after it left
+            with Device.open(url) as device:
+                assert device.info().lanes == 8
+        process.send_signal(signal.SIGINT)
+        assert process.wait(20) == 0
+        assert "stopped" in process.stderr.read()
+        with socket.socket() as probe:               # the board process is gone too
+            assert probe.connect_ex(("127.0.0.1", int(url.rsplit(":", 1)[1]))) != 0
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+        process.stderr.close()
