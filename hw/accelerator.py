@@ -13,7 +13,13 @@ from .pool_unit import PoolUnit
 from .ram import Ram
 from .sequencer import Sequencer
 
-__all__ = ["Accelerator"]
+__all__ = ["Accelerator", "byte_stream_ports"]
+
+
+def byte_stream_ports():
+    """The ports every top shares: host bytes in and out, and ``busy``."""
+    return {"host_in": In(stream.Signature(8)), "host_out": Out(stream.Signature(8)),
+            "busy": Out(1)}
 
 
 def _field(words, word, lo, hi):
@@ -45,12 +51,7 @@ class Accelerator(wiring.Component):
     def __init__(self, config=None, build_id=0):
         self.config = config if config is not None else AcceleratorConfig()
         self.build_id = build_id
-        super().__init__({
-            "host_in": In(stream.Signature(8)),
-            "host_out": Out(stream.Signature(8)),
-            "busy": Out(1),
-            "port_idle": Out(1),
-        })
+        super().__init__({**byte_stream_ports(), "port_idle": Out(1)})
 
     def elaborate(self, platform):
         m = Module()

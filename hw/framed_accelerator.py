@@ -1,10 +1,9 @@
 """The board top: the link layer in front of the accelerator."""
 
 from amaranth import Module
-from amaranth.lib import stream, wiring
-from amaranth.lib.wiring import In, Out
+from amaranth.lib import wiring
 
-from .accelerator import Accelerator
+from .accelerator import Accelerator, byte_stream_ports
 from .config import AcceleratorConfig
 from .link_layer import LinkLayer
 
@@ -31,11 +30,7 @@ class FramedAccelerator(wiring.Component):
     def __init__(self, config=None, build_id=0):
         self.config = config if config is not None else AcceleratorConfig()
         self.build_id = build_id
-        super().__init__({
-            "host_in": In(stream.Signature(8)),
-            "host_out": Out(stream.Signature(8)),
-            "busy": Out(1),
-        })
+        super().__init__(byte_stream_ports())
 
     def elaborate(self, platform):
         m = Module()
