@@ -312,6 +312,9 @@ class Device:
             if not resend_after_loss:
                 raise _ReplyLost(problem)
         message = f"{what}: {problem} ({self.retries} attempts)"
+        if outcome == "timeout" and self.url.startswith("socket://"):
+            message += ("; a simulated board serves one client at a time: is another one "
+                        "connected?")
         raise (DeviceTimeout if outcome == "timeout" else LinkError)(message)
 
     def _command(self, payload, what, reply_bytes=0, timeout=None, resend_after_loss=True):
