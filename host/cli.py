@@ -200,16 +200,14 @@ def cmd_verilog(args):
     return 0
 
 
-def _simulate(args, images, check_all):
-    program, blob = _program_and_blob(args)
-    return simulate(blob, program, images, _config(args), check_all,
-                    _status)
+def _simulate(args, program, blob, images, check_all):
+    return simulate(blob, program, images, _config(args), check_all, _status)
 
 
 def cmd_sim(args):
-    program, _ = _program_and_blob(args)
+    program, blob = _program_and_blob(args)
     image = load_image(args.image, program.input_shape[1])
-    result = _simulate(args, [image], args.check_all)[0]
+    result = _simulate(args, program, blob, [image], args.check_all)[0]
     names = class_names()
     if args.json:
         print(json.dumps(sim_json(result, names)))
@@ -235,7 +233,7 @@ def cmd_bench(args):
     report = []
     for lanes in lane_counts:
         args.lanes = lanes
-        result = _simulate(args, [image], False)[0]
+        result = _simulate(args, program, blob, [image], False)[0]
         report.append({"lanes": lanes, "cycles": result.run.cycles,
                        "ideal_cycles": round(result.ideal_cycles),
                        "lane_utilization": round(result.utilization, 4),

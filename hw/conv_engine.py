@@ -128,7 +128,7 @@ class ConvEngine(wiring.Component):
         x_init = [Signal(S, name=f"x_init{l}") for l in range(N)]
         x_cur = [Signal(S, name=f"x_cur{l}") for l in range(N)]
         # table build counters
-        tc, tky, tkx = Signal(16), Signal(4), Signal(4)
+        tky, tkx = Signal(4), Signal(4)
         t_idx = Signal(T + 1)
         t_cbase, t_row = Signal(OFF), Signal(OFF)
         lane_x, lane_i = Signal(S), Signal(range(N + 1))
@@ -170,7 +170,7 @@ class ConvEngine(wiring.Component):
                         hv.eq(Mux(self.mode_valid, self.out_h, self.in_h)),
                         origin_out.eq(Mux(self.mode_border, self.out_w + 1, 0)),
                         div_a.eq(0), div_b.eq(N),
-                        tc.eq(0), tky.eq(0), tkx.eq(0), t_idx.eq(0), t_cbase.eq(0),
+                        tky.eq(0), tkx.eq(0), t_idx.eq(0), t_cbase.eq(0),
                         t_row.eq(0), lane_x.eq(0), lane_i.eq(0),
                     ]
                     m.next = "DIVIDE"
@@ -205,7 +205,7 @@ class ConvEngine(wiring.Component):
                         with m.If(tky + 1 < self.kernel):
                             m.d.sync += [tky.eq(tky + 1), t_row.eq(t_row + self.in_w)]
                         with m.Else():
-                            m.d.sync += [tky.eq(0), t_row.eq(0), tc.eq(tc + 1),
+                            m.d.sync += [tky.eq(0), t_row.eq(0),
                                          t_cbase.eq(t_cbase + plane_in)]
                 with m.If(lane_i < N):
                     m.d.sync += [x_init[N - 1].eq(lane_x), lane_i.eq(lane_i + 1),

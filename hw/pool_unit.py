@@ -69,7 +69,6 @@ class PoolUnit(wiring.Component):
         plane_in = Signal(2 * S)
         total = Signal(32)
         chunk = Signal(2 * S + 1)            # bytes of the plane before the chunk in flight
-        last_chunk = Signal()
 
         with m.FSM():
             with m.State("IDLE"):
@@ -128,8 +127,7 @@ class PoolUnit(wiring.Component):
             with m.State("SUM"):
                 m.d.comb += [self.act_read.en.eq(1), self.act_read.addr.eq(in_plane + chunk)]
                 m.d.sync += [pend.eq(1), pend_first.eq(chunk == 0),
-                             col_ok.eq(Cat(chunk + l < plane_in for l in lanes)),
-                             last_chunk.eq(chunk + N >= plane_in)]
+                             col_ok.eq(Cat(chunk + l < plane_in for l in lanes))]
                 with m.If(chunk + N >= plane_in):
                     m.d.sync += chunk.eq(0)
                     m.next = "SUM_LAST"

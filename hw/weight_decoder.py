@@ -37,8 +37,6 @@ class WeightDecoder(wiring.Component):
     full : In(2)
     chan_done, chan_buf, chan_count : Out
         Publish one channel's list.
-    done : Out(1)
-        All channels published.
     """
 
     def __init__(self, word_bits, tap_bits, channel_bits):
@@ -69,7 +67,6 @@ class WeightDecoder(wiring.Component):
             "chan_done": Out(1),
             "chan_buf": Out(1),
             "chan_count": Out(tap_bits + 1),
-            "done": Out(1),
         })
 
     def elaborate(self, platform):
@@ -98,7 +95,7 @@ class WeightDecoder(wiring.Component):
         with m.FSM():
             with m.State("IDLE"):
                 with m.If(self.start):
-                    m.d.sync += [idx.eq(0), pend.eq(0), self.done.eq(0)]
+                    m.d.sync += [idx.eq(0), pend.eq(0)]
                     m.next = "BOOK"
             with m.State("BOOK"):
                 m.d.sync += pend.eq(idx < self.n_codes)
@@ -129,8 +126,7 @@ class WeightDecoder(wiring.Component):
                     m.next = "STREAM"
             with m.State("STREAM"):
                 m.d.comb += streaming.eq(1)
-                with m.If(channel == self.out_c):
-                    m.d.sync += self.done.eq(1)
+                with m.If(channel == self.out_c):         # all channels published
                     m.next = "IDLE"
                 with m.Elif(self.full.bit_select(wbuf, 1)):
                     pass                          # the engine still replays this buffer
