@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test test-fast install clean
+.PHONY: demo test test-fast install browser clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -17,8 +17,12 @@ install: $(STAMP)
 demo: $(STAMP)
 	$(BIN)/squeezefpga demo
 
+# Headless Chromium for the report screenshot test (Debian package, scripts/install-chromium).
+browser:
+	@scripts/install-chromium
+
 # Full suite, slow (full-network) tests included, warnings are errors (pyproject.toml).
-test: $(STAMP)
+test: $(STAMP) browser
 	$(BIN)/python -m pytest -n auto
 
 test-fast: $(STAMP)

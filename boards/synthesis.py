@@ -9,6 +9,7 @@ import tempfile
 from pathlib import Path
 
 from squeezefpga.errors import SqueezeFPGAError
+from squeezefpga.progress import Stage, emit
 
 __all__ = ["SynthesisError", "synthesize_ecp5", "yosys_command"]
 
@@ -32,9 +33,10 @@ def yosys_command():
     return command
 
 
-def synthesize_ecp5(verilog_text, top="top", timeout=None):
+def synthesize_ecp5(verilog_text, top="top", timeout=None, progress=None):
     """Run ``synth_ecp5`` on ``verilog_text``; return ``{"luts", "flip_flops", "dsp",
     "block_ram", "carry_cells", "cells"}`` for the whole design."""
+    emit(progress, Stage.SYNTH, "synth_ecp5 (minutes for 64 lanes)")
     with tempfile.TemporaryDirectory(prefix="squeezefpga-synth-") as tmp:
         tmp = Path(tmp)
         (tmp / "top.v").write_text(verilog_text)

@@ -1,40 +1,32 @@
 """The compiled blob: layer program + compressed weights, byte for byte as the hardware reads it.
 
 ``encode_program`` and ``decode_program`` are exact inverses; docs/FORMATS.md is the prose
-version of this module. All multi-byte fields are little-endian.
+version of this module and :mod:`squeezefpga.blob_format` holds the layout's constants. All
+multi-byte fields are little-endian. A :class:`Model` is a blob with its decoded program:
+decode once, then pass the model along.
 """
 
 import struct
 import zlib
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 
+from squeezefpga.blob_format import (ALIGN, CODE_BITS, DESCRIPTOR, ENC_DENSE, ENC_NONE,
+                                     ENC_SPARSE, HEADER, HEADER_CRC_OFFSET, MAGIC, MAX_CODES,
+                                     MAX_INPUT_PHASE, MAX_RUN, MAX_SHIFT, MULTIPLIER_BITS,
+                                     OP_CONV, OP_GLOBAL_SUM, OP_MAXPOOL, OP_NAMES, RUN_BITS,
+                                     VERSION)
+from squeezefpga.config import check_program
 from squeezefpga.errors import BlobFormatError
 
 from .network import out_size
 from .polyphase import phase_shape
 
-__all__ = ["MAGIC", "VERSION", "OP_CONV", "OP_MAXPOOL", "OP_GLOBAL_SUM",
-           "ENC_NONE", "ENC_DENSE", "ENC_SPARSE", "ConvWeights", "Descriptor", "Program",
-           "encode_program", "decode_program", "encode_weights", "decode_weights",
-           "pack_bits", "unpack_bits", "sparse_entries", "weights_end", "HEADER", "DESCRIPTOR",
-           "MAX_CODES", "MULTIPLIER_BITS", "MAX_SHIFT", "MAX_INPUT_PHASE"]
-
-MAGIC = b"SQZF"
-VERSION = 2
-HEADER = struct.Struct("<4sHHHHHHHHIIIII")      # 40 bytes
-DESCRIPTOR = struct.Struct("<BBBBHHHHHHIIIIHBBBBH")  # 40 bytes
-OP_CONV, OP_MAXPOOL, OP_GLOBAL_SUM = 1, 2, 3
-OP_NAMES = {OP_CONV: "conv", OP_MAXPOOL: "maxpool", OP_GLOBAL_SUM: "global_sum"}
-ENC_NONE, ENC_DENSE, ENC_SPARSE = 0, 1, 2
-CODE_BITS, RUN_BITS = 6, 4
-MAX_RUN = 2 ** RUN_BITS - 1
-MAX_CODES = 2 ** CODE_BITS
-MULTIPLIER_BITS = 15    # requantisation multiplier M in [2**14, 2**15)
-MAX_SHIFT = 63
-MAX_INPUT_PHASE = 4     # input_phase s: the host stores the s*s phases of the image
-ALIGN = 4
+__all__ = ["ConvWeights", "Descriptor", "Program", "Model", "encode_program", "decode_program",
+           "encode_weights", "decode_weights", "pack_bits", "unpack_bits", "sparse_entries",
+           "weights_end", "weight_sections", "blob_crc", "check_dataflow"]
 
 
 @dataclass
@@ -234,10 +226,19 @@ def encode_program(program):
                                  d.src, d.dst, offset, count, d.multiplier, d.shift, n_codes,
                                  encoding, 0, 0)
     payload = bytes(descs) + bytes(body) + names
+    payload += bytes(-len(payload) % ALIGN)     # the device checks the CRC word by word
     header = HEADER.pack(MAGIC, VERSION, n, *program.input_shape, program.classes,
                          program.input_phase, 0, program.activation_bytes, program.input_addr,
-                         program.output_addr, HEADER.size + len(payload), zlib.crc32(payload))
-    return header + payload
+                         program.output_addr, HEADER.size + len(payload), 0)
+    blob = header + payload
+    return blob[:HEADER_CRC_OFFSET] + struct.pack("<I", blob_crc(blob)) + payload
+
+
+def blob_crc(blob):
+    """The CRC-32 a blob carries: of every byte, the header included, with the CRC field
+    itself (header bytes 36..39) taken as zero."""
+    crc = zlib.crc32(bytes(4), zlib.crc32(blob[:HEADER_CRC_OFFSET]))
+    return zlib.crc32(blob[HEADER_CRC_OFFSET + 4:], crc)
 
 
 def expected_out_shape(op, in_shape, kernel, stride, pad, out_c):
@@ -272,8 +273,9 @@ def decode_program(blob, source="blob"):
     if length != len(blob):
         raise BlobFormatError(f"{source}: header says {length} bytes, blob has {len(blob)} "
                               f"({'truncated' if len(blob) < length else 'trailing bytes'})")
-    if zlib.crc32(blob[HEADER.size:]) != crc:
-        raise BlobFormatError(f"{source}: CRC-32 mismatch: the blob is corrupt")
+    if blob_crc(blob) != crc:
+        raise BlobFormatError(f"{source}: CRC-32 mismatch (header and contents): the blob is "
+                              "corrupt")
     if not 1 <= phase <= MAX_INPUT_PHASE:
         _fail(f"{source}: input_phase {phase} outside 1..{MAX_INPUT_PHASE}", 16)
     names_at = HEADER.size + n * DESCRIPTOR.size
@@ -329,9 +331,164 @@ def decode_program(blob, source="blob"):
             _fail(f"{source}: name table truncated at layer {i}", at)
         names.append(blob[at + 1: at + 1 + blob[at]].decode("utf-8", "replace"))
         at += 1 + blob[at]
-    if at != len(blob):
-        _fail(f"{source}: {len(blob) - at} unexpected bytes after the name table", at)
+    padding = blob[at:]
+    if len(padding) != -at % ALIGN or any(padding):
+        _fail(f"{source}: {len(blob) - at} unexpected bytes after the name table (it is "
+              f"padded to a multiple of {ALIGN} bytes with zeros)", at)
     for d, name in zip(descriptors, names):
         d.name = name
-    return Program((in_c, in_h, in_w), classes, act_bytes, in_addr, out_addr, descriptors,
-                   phase)
+    program = Program((in_c, in_h, in_w), classes, act_bytes, in_addr, out_addr, descriptors,
+                      phase)
+    check_dataflow(program, source)
+    return program
+
+
+def _overlap(a0, a1, b0, b1):
+    return a0 < b1 and b0 < a1
+
+
+def check_dataflow(program, source="blob"):
+    """Check that the program's tensors chain from step to step.
+
+    Every step reads only bytes that the stored input or an earlier step wrote, in whole
+    channel planes of its own height and width (a concatenation is several writers side by
+    side); no step writes over its own input; the results at ``output_addr`` are the
+    ``classes`` sums of the last global sum, if the program has one (else bytes it wrote).
+
+    Raises
+    ------
+    BlobFormatError
+        Naming the step (descriptor index and name) and the fields that disagree.
+    """
+    # Who wrote each region last: (start, end, plane bytes, what); later writers win.
+    c, h, w = program.stored_input_shape
+    writers = [(program.input_addr, program.input_addr + c * h * w, h * w, "the stored input")]
+
+    def covering(start, end):
+        """The writers' pieces that hold [start, end), newest first; gaps are reported."""
+        pieces, todo = [], [(start, end)] if start < end else []
+        for w0, w1, plane, what in reversed(writers):
+            rest = []
+            for t0, t1 in todo:
+                if _overlap(t0, t1, w0, w1):
+                    pieces.append((max(t0, w0), min(t1, w1), w0, plane, what))
+                    rest += [(t0, max(t0, w0))] if t0 < w0 else []
+                    rest += [(min(t1, w1), t1)] if w1 < t1 else []
+                else:
+                    rest.append((t0, t1))
+            todo = rest
+        return pieces, todo
+
+    for i, d in enumerate(program.descriptors):
+        where = f"{source}: descriptor {i} ({d.name or OP_NAMES[d.op]})"
+        src_end, dst_end = d.src + d.in_bytes, d.dst + d.out_bytes
+        if _overlap(d.src, src_end, d.dst, dst_end):
+            raise BlobFormatError(f"{where}: its output [{d.dst}, {dst_end}) overlaps its input "
+                                  f"[{d.src}, {src_end})")
+        _, ih, iw = d.in_shape
+        pieces, gaps = covering(d.src, src_end)
+        for p0, p1, w0, plane, what in pieces:
+            if plane != ih * iw or (p0 - d.src) % plane or (p1 - p0) % plane \
+                    or (p0 - w0) % plane:
+                raise BlobFormatError(
+                    f"{where}: its input {d.in_shape} at {d.src} does not match what {what} "
+                    f"wrote there (planes of {plane} bytes from {w0}, read as {ih}x{iw} "
+                    f"planes from {d.src})")
+        if gaps:
+            raise BlobFormatError(f"{where}: reads bytes [{gaps[0][0]}, {gaps[0][1]}) that no "
+                                  "earlier step and not the input wrote")
+        plane = 4 if d.op == OP_GLOBAL_SUM else d.out_shape[1] * d.out_shape[2]
+        writers.append((d.dst, dst_end, plane, f"descriptor {i} ({d.name})"))
+    sums = [d for d in program.descriptors if d.op == OP_GLOBAL_SUM]
+    out_end = program.output_addr + 4 * program.classes
+    if sums:
+        last = sums[-1]
+        if (program.output_addr, program.classes) != (last.dst, last.out_shape[0]):
+            raise BlobFormatError(
+                f"{source}: the header's output ({program.classes} sums at "
+                f"{program.output_addr}) is not what the last global sum writes "
+                f"({last.out_shape[0]} sums at {last.dst})")
+    elif covering(program.output_addr, out_end)[1]:
+        raise BlobFormatError(f"{source}: the output at {program.output_addr} is never written")
+
+
+def weight_sections(model):
+    """Split a model's blob into the pieces a loader reports progress by.
+
+    Returns
+    -------
+    list of (name, start, end): ``"program"`` (header and descriptors), each conv layer's
+    weight section under the layer's name, ``"padding"`` between sections if any, then
+    ``"names"`` (the name table).
+    """
+    blob = model.blob
+    cuts = []
+    for i, d in enumerate(model.program.descriptors):
+        raw = DESCRIPTOR.unpack_from(blob, HEADER.size + i * DESCRIPTOR.size)
+        offset, count, n_codes, encoding = raw[12], raw[13], raw[16], raw[17]
+        if encoding != ENC_NONE:
+            end = weights_end(offset, encoding, count, n_codes, d.out_shape[0])
+            cuts.append((offset, d.name, end + (-end % ALIGN)))
+    sections, at = [], 0
+    for offset, name, end in sorted(cuts):
+        if offset > at:
+            sections.append(("program" if not sections else "padding", at, offset))
+        sections.append((name, offset, end))
+        at = end
+    if at < len(blob):
+        sections.append(("names", at, len(blob)))
+    return sections
+
+
+@dataclass(eq=False)
+class Model:
+    """A compiled model: the blob, byte for byte as the hardware loads it, and its program.
+
+    Build one with :meth:`decode` (or :meth:`read`), which validates the blob once; everything
+    downstream takes the model and never decodes the bytes again.
+
+    Members
+    -------
+    blob : bytes
+    program : Program
+    source : str
+        Where the blob came from (used in messages).
+    """
+    blob: bytes
+    program: Program
+    source: str = "blob"
+    _fits: set = field(default_factory=set, repr=False)
+
+    @classmethod
+    def decode(cls, blob, source="blob"):
+        """Validate ``blob`` and return it with its decoded program.
+
+        Raises
+        ------
+        BlobFormatError
+            Naming the field and byte offset of the first problem.
+        """
+        blob = bytes(blob)
+        return cls(blob, decode_program(blob, source), source)
+
+    @classmethod
+    def read(cls, path):
+        """:meth:`decode` the blob file at ``path``."""
+        try:
+            blob = Path(path).read_bytes()
+        except OSError as exc:
+            raise BlobFormatError(f"{path}: cannot read blob: {exc.strerror}") from None
+        return cls.decode(blob, str(path))
+
+    @property
+    def crc(self):
+        """The blob's CRC-32 (:func:`blob_crc`, also in its header): what a device checks and
+        records for the model it holds."""
+        return blob_crc(self.blob)
+
+    def check(self, config):
+        """Raise :class:`squeezefpga.config.ModelFitError` if the model does not run on an
+        accelerator built with ``config``; each configuration is checked once."""
+        if config.fit_key not in self._fits:
+            check_program(config, self.program, len(self.blob))
+            self._fits.add(config.fit_key)

@@ -4,19 +4,17 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from squeezefpga.blob_format import ALIGN, MAX_INPUT_PHASE, OP_CONV, OP_GLOBAL_SUM, OP_MAXPOOL
 from squeezefpga.errors import QuantizationError
 
-from .blob import (MAX_INPUT_PHASE, OP_CONV, OP_GLOBAL_SUM, OP_MAXPOOL, ConvWeights,
-                   Descriptor, Program, encode_program)
+from .blob import ConvWeights, Descriptor, Model, Program, encode_program
 from .image import load_image
 from .importer import load_compressed
 from .network import Add, Concat, Conv, GlobalAvgPool, MaxPool
 from .polyphase import phase_shape, phase_split_weights, split_conv_out, split_kernel
 from .quantize import calibration_images, quantize
 
-__all__ = ["ALIGN", "input_phase", "build_program", "compile_model", "compile_file", "Compiled"]
-
-ALIGN = 4
+__all__ = ["input_phase", "build_program", "compile_model", "compile_file", "Compiled"]
 
 
 def _align(n):
@@ -160,6 +158,12 @@ class Compiled:
     qmodel: object
     float_model: object
 
+    @property
+    def model(self):
+        """The blob and its program as a :class:`~.blob.Model` (no decoding needed: the
+        program is the one the blob was encoded from)."""
+        return Model(self.blob, self.program, "compiled")
+
 
 def compile_model(float_model, calibration, progress=None):
     """Quantize ``float_model`` with the calibration images and encode it.
@@ -168,9 +172,17 @@ def compile_model(float_model, calibration, progress=None):
     ----------
     float_model : FloatModel
     calibration : list of uint8 BGR images (augmented by :func:`calibration_images`)
-    progress : callable(done, total), optional
+    progress : callable, optional
+        Receives :class:`squeezefpga.progress.Event` objects (stage ``COMPILE``).
     """
-    qmodel = quantize(float_model, calibration_images(calibration), progress)
+    try:
+        # Overflow or NaN in the arithmetic means values the fixed-point format cannot hold:
+        # a named error, never a warning and a silently wrong blob.
+        with np.errstate(over="raise", invalid="raise", divide="raise"):
+            qmodel = quantize(float_model, calibration_images(calibration), progress)
+    except FloatingPointError as exc:
+        raise QuantizationError(f"{float_model.network.name}: the model's values overflow the "
+                                f"quantizer's arithmetic ({exc})") from None
     program = build_program(float_model.network, qmodel)
     return Compiled(encode_program(program), program, qmodel, float_model)
 

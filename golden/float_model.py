@@ -2,6 +2,8 @@
 
 import numpy as np
 
+from squeezefpga.errors import ModelFormatError
+
 from .image import BGR_MEAN
 from .network import Add, Concat, Conv, GlobalAvgPool, MaxPool
 from .ops import conv2d, max_pool_ceil
@@ -21,18 +23,28 @@ def float_forward(model, image):
     mean = np.asarray(BGR_MEAN, np.float32)[:, None, None]
     tensors = {"data": image.astype(np.float32) - mean}
     for op in network.ops:
-        if isinstance(op, Conv):
-            y = conv2d(tensors[op.src], model.weights[op.name], op.stride, op.pad)
-            y += model.biases[op.name][:, None, None]
-            tensors[op.name] = np.maximum(y, 0, out=y)
-        elif isinstance(op, MaxPool):
-            tensors[op.name] = max_pool_ceil(tensors[op.src], op.kernel, op.stride)
-        elif isinstance(op, Concat):
-            tensors[op.name] = np.concatenate([tensors[s] for s in op.srcs])
-        elif isinstance(op, Add):
-            tensors[op.name] = sum(tensors[s] for s in op.srcs)
-        elif isinstance(op, GlobalAvgPool):
-            tensors[op.name] = tensors[op.src].mean(axis=(1, 2), keepdims=True)
-        else:
-            raise TypeError(f"unknown operation {op!r}")
+        try:
+            with np.errstate(over="raise", invalid="raise", divide="raise"):
+                _forward_op(model, op, tensors)
+        except FloatingPointError as exc:
+            raise ModelFormatError(f"{network.name}: {op.name}: the float reference overflows "
+                                   f"({exc}); the model's values are too large") from None
     return tensors
+
+
+def _forward_op(model, op, tensors):
+    """Compute the tensor of ``op`` into ``tensors``."""
+    if isinstance(op, Conv):
+        y = conv2d(tensors[op.src], model.weights[op.name], op.stride, op.pad)
+        y += model.biases[op.name][:, None, None]
+        tensors[op.name] = np.maximum(y, 0, out=y)
+    elif isinstance(op, MaxPool):
+        tensors[op.name] = max_pool_ceil(tensors[op.src], op.kernel, op.stride)
+    elif isinstance(op, Concat):
+        tensors[op.name] = np.concatenate([tensors[s] for s in op.srcs])
+    elif isinstance(op, Add):
+        tensors[op.name] = sum(tensors[s] for s in op.srcs)
+    elif isinstance(op, GlobalAvgPool):
+        tensors[op.name] = tensors[op.src].mean(axis=(1, 2), keepdims=True)
+    else:
+        raise TypeError(f"unknown operation {op!r}")

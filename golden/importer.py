@@ -4,9 +4,18 @@ Layout (little-endian): one uint32 entry count per conv layer, then per layer a 
 codebook, ``out_channels`` x float32 biases, ``count`` x uint8 codes and ``ceil(count / 2)``
 bytes of 4-bit gaps (low nibble first). Entry i lands at flat position
 ``sum_{j<=i}(gap_j + 1) - 1`` of the (out, in, ky, kx) weight tensor. Everything read is
-validated; every error names the layer and the byte offset.
+validated; every error names the layer and the byte offset:
+
+- sizes, positions and the end of the file;
+- values: finite, |codebook| <= :data:`MAX_WEIGHT`, |bias| <= :data:`MAX_BIAS` (far above any
+  trained SqueezeNet, far below what overflows float32 in a forward pass);
+- fillers: a code-0 entry only ever bridges a gap of 15 (the format's own rule);
+- the published model: a file with the published v1.0 model's layer sizes must be that
+  model byte for byte (:data:`PUBLISHED_SHA256`). The format has no checksum, so this is how a
+  flipped byte in the codes of the one model we know is caught.
 """
 
+import hashlib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -16,9 +25,21 @@ from squeezefpga.errors import ModelFormatError
 
 from .network import squeezenet_v1_0
 
-__all__ = ["FloatModel", "LayerStats", "load_compressed", "parse_compressed"]
+__all__ = ["FloatModel", "LayerStats", "load_compressed", "parse_compressed", "MAX_WEIGHT",
+           "MAX_BIAS", "PUBLISHED_SHA256"]
 
 CODEBOOK_SIZE = 256
+FILLER_GAP = 15
+#: Largest magnitude accepted for a weight (codebook value) and a bias. The real model's are
+#: below 1.7 and 4.7.
+MAX_WEIGHT = 1e3
+MAX_BIAS = 1e6
+#: The published Deep Compression SqueezeNet v1.0 (models/compressed_SqueezeNet.net): its
+#: entry-count table and SHA-256.
+PUBLISHED_COUNTS = (13902, 1528, 1020, 3073, 2038, 1023, 3081, 4085, 4071, 12288, 8160, 4067,
+                    12343, 12161, 4602, 27558, 9205, 9132, 27564, 24388, 8190, 44919, 16371,
+                    16303, 45038, 105973)
+PUBLISHED_SHA256 = "e4ab6960ae8cd81505e1c2136921201507e930966c53deaf15862a395b3a3261"
 
 
 @dataclass(frozen=True)
@@ -99,13 +120,17 @@ def parse_compressed(data, network=None, source="model"):
         codebook = np.frombuffer(raw, "<f4")
         raw, offset = _take(data, offset, 4 * conv.out_ch, "bias", name, source)
         bias = np.frombuffer(raw, "<f4")
-        for what, values, base in (("codebook", codebook, start),
-                                   ("bias", bias, start + 4 * CODEBOOK_SIZE)):
-            bad = np.flatnonzero(~np.isfinite(values))
+        for what, values, base, limit in (("codebook", codebook, start, MAX_WEIGHT),
+                                          ("bias", bias, start + 4 * CODEBOOK_SIZE, MAX_BIAS)):
+            with np.errstate(invalid="ignore"):
+                bad = np.flatnonzero(~(np.abs(values) <= limit))
             if bad.size:
+                value = values[bad[0]]
+                kind = "non-finite" if not np.isfinite(value) else "implausible"
+                why = "" if kind == "non-finite" else f" (magnitude above {limit:g})"
                 raise ModelFormatError(
-                    f"{source}: layer {name}: non-finite {what} value {values[bad[0]]} "
-                    f"(entry {bad[0]}) at byte offset {base + 4 * bad[0]}")
+                    f"{source}: layer {name}: {kind} {what} value {value:g} (entry {bad[0]}) "
+                    f"at byte offset {base + 4 * bad[0]}{why}")
         if codebook[0] != 0.0:
             raise ModelFormatError(
                 f"{source}: layer {name}: codebook entry 0 (the filler code) is "
@@ -117,6 +142,13 @@ def parse_compressed(data, network=None, source="model"):
         raw, offset = _take(data, offset, (count + 1) // 2, "gaps", name, source)
         packed = np.frombuffer(raw, np.uint8)
         gaps = np.stack([packed & 15, packed >> 4], axis=1).ravel()[:count]
+        fillers = np.flatnonzero((codes == 0) & (gaps != FILLER_GAP))
+        if fillers.size:
+            i = int(fillers[0])
+            raise ModelFormatError(
+                f"{source}: layer {name}: entry {i} is a filler (code 0) with gap {gaps[i]}, "
+                f"not {FILLER_GAP} (gap byte offset {gaps_at + i // 2}, code byte offset "
+                f"{codes_at + i}): the file is corrupt")
         positions = np.cumsum(gaps.astype(np.int64) + 1) - 1
         over = np.flatnonzero(positions >= size)
         if over.size:
@@ -134,4 +166,11 @@ def parse_compressed(data, network=None, source="model"):
         raise ModelFormatError(
             f"{source}: {len(data) - offset} unexpected bytes after the last layer "
             f"({convs[-1].name}) at byte offset {offset}; the file should end there")
+    if tuple(int(c) for c in counts) == PUBLISHED_COUNTS:
+        digest = hashlib.sha256(data).hexdigest()
+        if digest != PUBLISHED_SHA256:
+            raise ModelFormatError(
+                f"{source}: has the layer sizes of the published Deep Compression SqueezeNet "
+                f"v1.0 but not its contents (SHA-256 {digest[:16]}..., expected "
+                f"{PUBLISHED_SHA256[:16]}...): the file is corrupt or modified")
     return FloatModel(network, weights, biases, stats)

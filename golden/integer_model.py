@@ -9,12 +9,14 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .blob import OP_CONV, OP_MAXPOOL, Program, decode_program
+from squeezefpga.blob_format import OP_CONV, OP_MAXPOOL
+
+from .blob import Program, decode_program
 from .ops import conv2d, max_pool_ceil
 from .polyphase import phase_split
 from .quantize import requantize
 
-__all__ = ["IntegerRun", "run_integer", "input_bytes", "conv_accumulators", "accumulator_bound"]
+__all__ = ["IntegerRun", "run_integer", "input_bytes", "conv_accumulators"]
 
 
 @dataclass
@@ -42,16 +44,6 @@ def conv_accumulators(x, weights, stride, pad):
     w = weights.codebook.astype(np.int64)[weights.codes]
     acc = conv2d(x, w, stride, pad, dtype=np.float64)
     return acc.astype(np.int64) + weights.bias.astype(np.int64)[:, None, None]
-
-
-def accumulator_bound(program):
-    """Largest |accumulator| any uint8 input can produce, over all conv layers."""
-    bound = 0
-    for d in program.convs:
-        w = np.abs(d.weights.codebook.astype(np.int64)[d.weights.codes])
-        per_channel = np.abs(d.weights.bias.astype(np.int64)) + 255 * w.sum(axis=(1, 2, 3))
-        bound = max(bound, int(per_channel.max()))
-    return bound
 
 
 def input_bytes(program, image):

@@ -8,7 +8,7 @@ import math
 
 import numpy as np
 
-from .blob import OP_CONV, OP_NAMES
+from squeezefpga.blob_format import OP_CONV, OP_NAMES
 
 __all__ = ["layer_work", "ideal_cycles"]
 

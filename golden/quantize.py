@@ -25,9 +25,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from squeezefpga.blob_format import MAX_CODES, MAX_SHIFT, MULTIPLIER_BITS
 from squeezefpga.errors import QuantizationError
+from squeezefpga.progress import Stage, emit
 
-from .blob import MAX_CODES, MAX_SHIFT, MULTIPLIER_BITS
 from .float_model import float_forward
 from .image import BGR_MEAN
 from .network import Concat, Conv, GlobalAvgPool, MaxPool
@@ -263,8 +264,7 @@ def _calibrate(model, images, progress=None):
             st.hessian += cols @ cols.T
             st.mean += cols.sum(axis=1)
             st.count += cols.shape[1]
-        if progress:
-            progress(index + 1, len(images))
+        emit(progress, Stage.COMPILE, "calibrating", index + 1, len(images), "images")
     for st in stats.values():
         st.hessian /= st.count
         st.mean /= st.count
@@ -279,7 +279,8 @@ def quantize(model, images, progress=None, headroom=HEADROOM):
     model : FloatModel
     images : list of uint8 BGR (3, H, W) arrays
         Calibration images (see :func:`calibration_images`).
-    progress : callable(done, total), optional
+    progress : callable, optional
+        Receives :class:`squeezefpga.progress.Event` objects (stage ``COMPILE``).
     """
     network = model.network
     peaks, stats = _calibrate(model, images, progress)

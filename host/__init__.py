@@ -1,1 +1,2 @@
-"""Host side: the command line, the compiled-blob cache and (to come) the device driver."""
+"""The host side: the driver of a board, real (serial) or simulated (TCP), over the framed link
+(:mod:`.device`, :mod:`.link`)."""

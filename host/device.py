@@ -1,49 +1,119 @@
 """The driver of an accelerator board, real (UART) or simulated (TCP), over the framed link.
 
-:class:`Device` sends each host-port command (:mod:`squeezefpga.host.commands`) in one request
+:class:`Device` sends each host-port command (:mod:`squeezefpga.protocol`) in one request
 frame of :mod:`squeezefpga.host.link` and checks the reply; lost and corrupted frames are
 retried without ever starting a run twice. docs/PROTOCOL.md describes the protocol and the
-rules followed here.
+rules followed here. The device owns inference: it loads a decoded
+:class:`~squeezefpga.golden.blob.Model` and runs it on images.
 
 Example::
 
     with Device.open("socket://127.0.0.1:5555") as device:
-        device.load_model(blob)
+        device.load_model(Model.read("model.sqzf"))
         result = device.infer(image)
 """
 
 import random
 import time
-import zlib
+from dataclasses import dataclass, field
 
+import numpy as np
 import serial
 
-from squeezefpga.golden.blob import DESCRIPTOR, ENC_NONE, HEADER, decode_program, weights_end
-from squeezefpga.hw.config import ModelFitError, check_program
+from squeezefpga import protocol as cmd
+from squeezefpga.blob_format import OP_GLOBAL_SUM
+from squeezefpga.config import AcceleratorConfig, ModelFitError
+from squeezefpga.errors import SqueezeFPGAError
+from squeezefpga.golden.blob import Model, weight_sections
+from squeezefpga.golden.integer_model import input_bytes
+from squeezefpga.progress import Stage, emit
+from squeezefpga.protocol import (DATA_CHUNK, LINK_BAD_CRC, LINK_BAD_VERSION, LINK_BUSY,
+                                  LINK_OK, LINK_REPLY_OVERFLOW, LINK_STATUS_NAMES, LINK_TOO_LONG,
+                                  LINK_VERSION, MAX_PAYLOAD)
 
-from . import commands as cmd
-from .inference import BoardRun, device_config, infer as _infer
-from .link import (DATA_CHUNK, LINK_BAD_CRC, LINK_BAD_VERSION, LINK_OK, LINK_REPLY_OVERFLOW,
-                   LINK_STATUS_NAMES, LINK_TOO_LONG, LINK_VERSION, MAX_PAYLOAD, RESYNC,
-                   ReplyParser, encode_request)
-from .device_info import Counters, DeviceError, DeviceInfo
+from .link import RESYNC, ReplyParser, encode_request
 
 __all__ = ["Device", "DeviceInfo", "Counters", "InferenceResult", "DeviceError",
-           "DeviceStatusError", "LinkError", "DeviceConnectionError", "DeviceTimeout",
-           "ProtocolVersionError", "RunUncertainError", "model_sections", "RUN_TIMEOUT"]
-
-InferenceResult = BoardRun
-"""What :meth:`Device.infer` returns: logits, cycles, per-layer cycles, busy lane-cycles, MAC
-issues (and the step tensors with ``check_all``)."""
+           "DeviceBusyError", "DeviceStatusError", "LinkError", "DeviceConnectionError", "DeviceTimeout",
+           "ProtocolVersionError", "RunUncertainError", "RUN_TIMEOUT", "check_url"]
 
 RUN_TIMEOUT = 600.0         # seconds a run may take by default (a minute in simulation)
 _SLICE = 0.05               # seconds per blocking read: the granularity of every deadline
-_RUNNING = 0x01             # STATUS bit: the sequencer runs
+
+
+@dataclass(frozen=True)
+class DeviceInfo:
+    """A device's INFO reply (docs/HOST_PORT.md)."""
+    port_version: int
+    lanes: int
+    activation_bytes: int
+    weight_bytes: int
+    max_layers: int
+    max_taps: int
+    max_channels: int
+    build_id: int
+    model_loaded: int
+    model_crc: int
+
+    @property
+    def config(self):
+        """The :class:`AcceleratorConfig` the device was built with, as far as a model's fit
+        depends on it."""
+        return AcceleratorConfig(lanes=self.lanes, activation_bytes=self.activation_bytes,
+                                 weight_bytes=self.weight_bytes, max_layers=self.max_layers,
+                                 max_taps=self.max_taps, max_channels=self.max_channels)
+
+
+@dataclass(frozen=True)
+class RunStatus:
+    """A device's STATUS reply: whether it runs, the step it is on (or ran last) and the end
+    step of the run, the run's cycles so far (low 32 bits), and whether a verified model is
+    loaded."""
+    running: bool
+    error: bool
+    model_loaded: bool
+    step: int
+    last: int
+    cycles: int
+
+
+@dataclass(frozen=True)
+class Counters:
+    """Performance counters of the last run: total cycles, lane-cycles spent on grid
+    positions, weights issued to the MAC stage, and cycles of every program step."""
+    cycles: int
+    busy_lane_cycles: int
+    mac_issues: int
+    layer_cycles: tuple
+
+
+@dataclass
+class InferenceResult:
+    """What one image produced on the accelerator (:meth:`Device.infer`).
+
+    Members
+    -------
+    logits : int32 array of class scores.
+    cycles : total cycles of the run (sum over steps when stepped one by one).
+    layer_cycles : list of (step name, cycles).
+    busy_lane_cycles, mac_issues : counters of the run (summed likewise).
+    tensors : every step's output tensor, read back after that step (``check_all`` only).
+    """
+    logits: np.ndarray
+    cycles: int
+    layer_cycles: list
+    busy_lane_cycles: int
+    mac_issues: int
+    tensors: dict = field(default_factory=dict)
+
+
+class DeviceError(SqueezeFPGAError):
+    """The accelerator answered a command with an error status."""
 
 
 class DeviceStatusError(DeviceError):
     """The host port answered a command with an error status (``status``, one of
-    ``commands.STATUS_*``)."""
+    ``protocol.STATUS_*``)."""
 
     def __init__(self, what, status, attempts=1):
         name = cmd.STATUS_NAMES.get(status, f"unknown status 0x{status:02x}")
@@ -64,6 +134,10 @@ class DeviceTimeout(LinkError, TimeoutError):
     """The device did not answer in time."""
 
 
+class DeviceBusyError(DeviceError):
+    """The device serves another client (a simulated board serves one at a time)."""
+
+
 class ProtocolVersionError(DeviceError):
     """The device speaks another link or host-port version than this driver."""
 
@@ -77,37 +151,33 @@ class _ReplyLost(Exception):
     """Internal: a command that must not be re-sent blindly got no valid reply."""
 
 
-def model_sections(blob, program=None):
-    """Split a blob into the pieces :meth:`Device.load_model` reports progress by.
+#: pyserial URL schemes a device can be reached by (a path is a serial port).
+URL_SCHEMES = ("socket", "rfc2217", "loop")
 
-    Parameters
-    ----------
-    blob : bytes
-    program : Program or None
-        ``decode_program(blob)``, if already at hand.
 
-    Returns
-    -------
-    list of (name, start, end): ``"program"`` (header and descriptors), each conv layer's
-    weight section under the layer's name, then ``"names"`` (the name table).
-    """
-    program = decode_program(blob) if program is None else program
-    cuts = []
-    for i, d in enumerate(program.descriptors):
-        raw = DESCRIPTOR.unpack_from(blob, HEADER.size + i * DESCRIPTOR.size)
-        offset, count, n_codes, encoding = raw[12], raw[13], raw[16], raw[17]
-        if encoding != ENC_NONE:
-            end = weights_end(offset, encoding, count, n_codes, d.out_shape[0])
-            cuts.append((offset, d.name, end + (-end % 4)))
-    sections, at = [], 0
-    for offset, name, end in sorted(cuts):
-        if offset > at:
-            sections.append(("program" if not sections else "padding", at, offset))
-        sections.append((name, offset, end))
-        at = end
-    if at < len(blob):
-        sections.append(("names", at, len(blob)))
-    return sections
+def check_url(url):
+    """Raise :class:`DeviceConnectionError` with a one-line reason if ``url`` is not a device
+    address this driver can open: a serial port path, or ``socket://HOST:PORT`` (and the other
+    :data:`URL_SCHEMES`) with a port in 1..65535."""
+    if not url:
+        raise DeviceConnectionError("no device given: a serial port (/dev/ttyUSB0) or "
+                                    "socket://HOST:PORT")
+    if "://" not in url:
+        return
+    scheme, rest = url.split("://", 1)
+    if scheme not in URL_SCHEMES:
+        raise DeviceConnectionError(f"cannot open {url}: unknown scheme {scheme!r} (use a serial "
+                                    "port path or socket://HOST:PORT)")
+    if scheme == "loop":
+        return
+    where = rest.split("?", 1)[0].split("/", 1)[0]
+    host, colon, port = where.rpartition(":")
+    if not colon or not host.strip("[]"):
+        raise DeviceConnectionError(f"cannot open {url}: it needs a host and a port, like "
+                                    f"{scheme}://127.0.0.1:5555")
+    if not port.isdigit() or not 1 <= int(port) <= 65535:
+        raise DeviceConnectionError(f"cannot open {url}: port {port!r} is not a number in "
+                                    "1..65535")
 
 
 class Device:
@@ -130,7 +200,7 @@ class Device:
 
     Attributes
     ----------
-    program : Program or None
+    model : Model or None
         The model given to the last :meth:`load_model`.
     chunk : int
         Data bytes per WRITE_*/READ_* command (at most :data:`~squeezefpga.host.link.DATA_CHUNK`).
@@ -151,7 +221,7 @@ class Device:
         self.frame_gap = frame_gap
         self.poll_interval = 0.2
         self.chunk = DATA_CHUNK
-        self.program = None
+        self.model = None
         self.resent = 0
         self.stale = 0
         self._parser = ReplyParser()
@@ -176,6 +246,7 @@ class Device:
         DeviceConnectionError
             If the port does not exist or nothing listens there.
         """
+        check_url(url)
         port = None
         try:
             port = serial.serial_for_url(url, baudrate=baudrate, timeout=_SLICE,
@@ -193,7 +264,14 @@ class Device:
         return cls(port, url, timeout, retries, frame_gap)
 
     def close(self):
-        self._port.close()
+        # pyserial's socket:// close() skips closing a socket whose shutdown fails (a
+        # connection the device dropped): close it here, so that no descriptor leaks.
+        sock = getattr(self._port, "_socket", None)
+        try:
+            self._port.close()
+        finally:
+            if sock is not None:
+                sock.close()
 
     def __enter__(self):
         return self
@@ -290,6 +368,10 @@ class Device:
                                                f"{LINK_VERSION}")
                 if reply.status == LINK_OK:
                     return reply.payload, attempt
+                if reply.status == LINK_BUSY:
+                    who = reply.payload.decode("ascii", "replace")
+                    raise DeviceBusyError(f"{what}: {self.url} is busy {who}: it serves one "
+                                          "client at a time; try again when that one is done")
                 if reply.status == LINK_REPLY_OVERFLOW:
                     raise LinkError(f"{what}: the reply exceeded the {MAX_PAYLOAD}-byte frame "
                                     "payload and was cut")
@@ -312,9 +394,6 @@ class Device:
             if not resend_after_loss:
                 raise _ReplyLost(problem)
         message = f"{what}: {problem} ({self.retries} attempts)"
-        if outcome == "timeout" and self.url.startswith("socket://"):
-            message += ("; a simulated board serves one client at a time: is another one "
-                        "connected?")
         raise (DeviceTimeout if outcome == "timeout" else LinkError)(message)
 
     def _command(self, payload, what, reply_bytes=0, timeout=None, resend_after_loss=True):
@@ -385,8 +464,12 @@ class Device:
         return self._read_memory(cmd.read_act, "READ_ACT", addr, length)
 
     def status(self):
-        """The STATUS byte: bit 0 running, bit 1 error."""
-        return self._command(cmd.status(), "STATUS", 1)[0]
+        """The device's :class:`RunStatus` (STATUS)."""
+        flags, step, last, cycles = cmd.STATUS_REPLY.unpack(
+            self._command(cmd.status(), "STATUS", cmd.STATUS_REPLY.size))
+        return RunStatus(bool(flags & cmd.STATUS_FLAG_RUNNING),
+                         bool(flags & cmd.STATUS_FLAG_ERROR), bool(flags & cmd.STATUS_FLAG_MODEL),
+                         step, last, cycles)
 
     def read_counters(self):
         """The performance counters of the last run (COUNTERS) as :class:`Counters`."""
@@ -397,8 +480,6 @@ class Device:
         return Counters(total, lanes, issues,
                         tuple(int.from_bytes(steps[i: i + 4], "little")
                               for i in range(0, len(steps), 4)))
-
-    counters = read_counters        # the name host/inference.py calls
 
     def start_run(self, first, last):
         """RUN program steps ``first`` .. ``last - 1`` without waiting for the end.
@@ -420,24 +501,36 @@ class Device:
                 return
             raise
         except _ReplyLost as exc:
-            if self.status() & _RUNNING:
+            if self.status().running:
                 return
             raise RunUncertainError(f"{what}: {exc}, and the accelerator is not running: the run "
                                     "never started or already ended") from None
 
-    def _until_idle(self, timeout, what):
-        """Poll STATUS until the sequencer stops running."""
+    def _until_idle(self, timeout, what, progress=None, message=""):
+        """Poll STATUS until the sequencer stops running, reporting its step to ``progress``
+        (stage RUN) with ``message``."""
         deadline = time.monotonic() + timeout
         pause = 0.005
-        while self.status() & _RUNNING:
+        while (status := self.status()).running:
+            emit(progress, Stage.RUN, message or f"{status.cycles:,} cycles", status.step,
+                 status.last, "steps")
             left = deadline - time.monotonic()
             if left <= 0:
                 raise DeviceTimeout(f"{what}: the run on {self.url} did not end within "
-                                    f"{timeout:g} s")
+                                    f"{timeout:g} s (at step {status.step} of {status.last})")
             time.sleep(min(pause, left))
             pause = min(2 * pause, self.poll_interval)
+        return status
 
-    def wait(self, timeout=RUN_TIMEOUT):
+    def _finish_others_run(self, timeout, what, progress):
+        """Wait for a run another client left going, telling ``progress`` how far it is."""
+        status = self.status()
+        if status.running:
+            emit(progress, Stage.RUN, f"{self.url} is finishing a run another client started "
+                 f"(step {status.step} of {status.last}); waiting for it")
+            self._until_idle(timeout, what, progress, "another client's run")
+
+    def wait(self, timeout=RUN_TIMEOUT, progress=None):
         """Wait until the run ends (polling STATUS, so that a lost frame costs one short
         timeout, not the whole run), then WAIT for its status.
 
@@ -446,32 +539,34 @@ class Device:
         DeviceTimeout
             If the run has not ended within ``timeout`` seconds.
         DeviceStatusError
-            If the run failed (``commands.STATUS_RUN_ERROR``).
+            If the run failed (``protocol.STATUS_RUN_ERROR``).
         """
-        self._until_idle(timeout, "WAIT")
+        self._until_idle(timeout, "WAIT", progress)
         self._command(cmd.wait(), "WAIT")
 
-    def run(self, first, last, timeout=RUN_TIMEOUT):
+    def run(self, first, last, timeout=RUN_TIMEOUT, progress=None):
         """Run program steps ``first`` .. ``last - 1`` and wait for the end (``timeout``
-        seconds at most)."""
+        seconds at most); ``progress`` gets the step the run is on (stage RUN)."""
         self.start_run(first, last)
-        self.wait(RUN_TIMEOUT if timeout is None else timeout)
+        self.wait(RUN_TIMEOUT if timeout is None else timeout, progress)
 
     # -- model and inference -------------------------------------------------------------------
 
-    def load_model(self, blob, progress=None, force=False):
-        """Make ``blob`` (a compiled model) the device's model and keep its program.
+    def load_model(self, model, progress=None, force=False):
+        """Make ``model`` the device's model and keep it for :meth:`infer`.
 
         Loading is skipped if the device reports a model with the blob's CRC-32 loaded (and
         ``force`` is false). Otherwise the blob is written in :attr:`chunk`-byte pieces that
-        never straddle two layers' weight sections, read back and compared (CRC-32), and
-        recorded with SET_MODEL.
+        never straddle two layers' weight sections, then SET_MODEL has the device check the
+        whole blob against its CRC-32 before it will run it.
 
         Parameters
         ----------
-        blob : bytes
+        model : Model or bytes
+            A decoded model (bytes are decoded here, once).
         progress : callable or None
-            ``progress(done_bytes, total_bytes, layer_name)`` after every piece written.
+            Receives :class:`squeezefpga.progress.Event` objects of stage ``LOAD`` (bytes
+            written, the layer being written) after every piece.
         force : bool
             Write even if the device already holds this model.
 
@@ -482,58 +577,98 @@ class Device:
         Raises
         ------
         BlobFormatError
-            If ``blob`` is not a valid compiled model.
+            If bytes were given that are not a valid compiled model.
         ModelFitError
             If the model is too large for the device (weight buffer, activation memory, layer
             counters, ...).
         """
-        blob = bytes(blob)
-        program = decode_program(blob)
+        if not isinstance(model, Model):
+            model = Model.decode(model)
         info = self.info()
         try:
-            check_program(device_config(info), program, len(blob))
+            model.check(info.config)
         except ModelFitError as exc:
             raise ModelFitError(f"{self.url}: {exc}") from None
-        crc = zlib.crc32(blob)
-        self.program = program
+        blob, crc = model.blob, model.crc
+        self.model = model
         if info.model_loaded and info.model_crc == crc and not force:
             return False
-        self._until_idle(RUN_TIMEOUT, "load_model")   # a run another client left going
+        self._finish_others_run(RUN_TIMEOUT, "load_model", progress)
         done = 0
-        for name, start, end in model_sections(blob, program):
+        for name, start, end in weight_sections(model):
             for where, _, n in self._chunks(start, end - start):
                 self._command(cmd.write_weights(where, blob[where: where + n]),
                               f"WRITE_WEIGHTS at 0x{where:x} ({name})")
                 done += n
-                if progress:
-                    progress(done, len(blob), name)
-        back = zlib.crc32(self.read_weights(0, len(blob)))
-        if back != crc:
-            raise DeviceError(f"{self.url}: the weight buffer does not hold the blob that was "
-                              f"written (CRC-32 {back:08x}, expected {crc:08x})")
-        self._command(cmd.set_model(crc), "SET_MODEL")
+                emit(progress, Stage.LOAD, name, done, len(blob), "bytes")
+        try:
+            self._command(cmd.set_model(crc), "SET_MODEL")
+        except DeviceStatusError as exc:
+            if exc.status != cmd.STATUS_BAD_MODEL:
+                raise
+            raise DeviceError(f"{self.url}: the device found the blob it received corrupt "
+                              f"(its CRC-32 is not {crc:08x}); nothing will run until a model "
+                              "is loaded again") from None
         return True
 
-    def infer(self, image, timeout=RUN_TIMEOUT, check_all=False):
+    def read_tensor(self, d):
+        """Read descriptor ``d``'s output tensor from activation memory."""
+        raw = self.read_act(d.dst, d.out_bytes)
+        if d.op == OP_GLOBAL_SUM:
+            return np.frombuffer(raw, "<i4").astype(np.int32)
+        return np.frombuffer(raw, np.uint8).reshape(d.out_shape)
+
+    def _infer_once(self, image, check_all, timeout, progress):
+        program = self.model.program
+        self.write_act(program.input_addr, input_bytes(program, image))
+        steps = program.descriptors
+        tensors = {}
+        if check_all:
+            totals = np.zeros(3, np.int64)
+            per_step = []
+            for i, d in enumerate(steps):
+                emit(progress, Stage.RUN, d.name, i, len(steps), "steps")
+                self.run(i, i + 1, timeout)
+                counters = self.read_counters()
+                totals += (counters.cycles, counters.busy_lane_cycles, counters.mac_issues)
+                per_step.append(counters.layer_cycles[i])
+                tensors[d.name] = self.read_tensor(d)
+            cycles, lanes, issues = (int(t) for t in totals)
+            emit(progress, Stage.RUN, "", len(steps), len(steps), "steps")
+        else:
+            self.run(0, len(steps), timeout, progress)
+            counters = self.read_counters()
+            emit(progress, Stage.RUN, f"{counters.cycles:,} cycles", len(steps), len(steps),
+                 "steps")
+            cycles, lanes, issues = (counters.cycles, counters.busy_lane_cycles,
+                                     counters.mac_issues)
+            per_step = counters.layer_cycles[:len(steps)]
+        raw = self.read_act(program.output_addr, 4 * program.classes)
+        logits = np.frombuffer(raw, "<i4").astype(np.int32)
+        return InferenceResult(logits, cycles,
+                               [(d.name, int(c)) for d, c in zip(steps, per_step)],
+                               lanes, issues, tensors)
+
+    def infer(self, image, timeout=RUN_TIMEOUT, check_all=False, progress=None):
         """Run the loaded model on ``image`` (uint8 BGR, the program's input shape).
 
         A run another client left going is awaited first. The input is written at the
-        program's ``input_addr``, the run started and awaited
-        (``timeout`` seconds at most), then the counters and the logits read. A run whose RUN
-        reply was lost while the accelerator was not running is redone from the input write.
-        With ``check_all`` the program runs one step at a time and every step's output is read
-        back (:func:`squeezefpga.host.inference.infer`).
+        program's ``input_addr``, the run started and awaited (``timeout`` seconds at most),
+        then the counters and the logits read. A run whose RUN reply was lost while the
+        accelerator was not running is redone from the input write. With ``check_all`` the
+        program runs one step at a time and every step's output is read back. ``progress``
+        receives :class:`squeezefpga.progress.Event` objects of stage ``RUN``.
 
         Returns
         -------
         InferenceResult
         """
-        if self.program is None:
+        if self.model is None:
             raise DeviceError(f"infer: no model on {self.url}: call load_model first")
-        self._until_idle(timeout, "infer")          # a run another client left going
+        self._finish_others_run(timeout, "infer", progress)
         for attempt in range(self.retries):
             try:
-                return _infer(self, self.program, image, check_all, timeout)
+                return self._infer_once(image, check_all, timeout, progress)
             except RunUncertainError as exc:
                 error = exc
         raise error

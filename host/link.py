@@ -1,8 +1,5 @@
-"""The framed, CRC-checked link between the host and the accelerator (docs/PROTOCOL.md).
-
-One request frame carries one host-port command (:mod:`squeezefpga.host.commands`); the device
-answers every complete request frame with exactly one reply frame. Both frames start with
-:data:`SOF`, carry a sequence number and end with the CRC-32 of everything after the SOF.
+"""Encoder and parsers of the framed, CRC-checked link (docs/PROTOCOL.md; the constants are
+in :mod:`squeezefpga.protocol`).
 
 The parsers are incremental: :meth:`ReplyParser.feed` takes bytes as they arrive, in any split,
 and returns the frames they complete. Bytes before an SOF are skipped; a frame with a bad CRC
@@ -14,26 +11,11 @@ import struct
 import zlib
 from dataclasses import dataclass
 
-__all__ = ["SOF", "LINK_VERSION", "MAX_PAYLOAD", "DATA_CHUNK", "CRC_BYTES", "REQUEST_HEADER",
-           "REPLY_HEADER", "LINK_OK", "LINK_BAD_CRC", "LINK_TOO_LONG", "LINK_BAD_VERSION",
-           "LINK_REPLY_OVERFLOW", "LINK_STATUS_NAMES", "RESYNC", "Request", "Reply",
-           "encode_request", "encode_reply", "RequestParser", "ReplyParser"]
+from squeezefpga.protocol import (CRC_BYTES, LINK_BAD_CRC, LINK_OK, LINK_TOO_LONG,
+                                  LINK_VERSION, MAX_PAYLOAD, REPLY_HEADER, REQUEST_HEADER, SOF)
 
-SOF = 0xA5
-LINK_VERSION = 1
-MAX_PAYLOAD = 4608                      # largest payload of either direction
-DATA_CHUNK = 4096                       # data bytes per WRITE_*/READ_* command
-CRC_BYTES = 4
-REQUEST_HEADER = struct.Struct("<BBBH")     # SOF, version, sequence number, payload length
-REPLY_HEADER = struct.Struct("<BBBBH")      # SOF, version, sequence number, status, length
-
-LINK_OK = 0
-LINK_BAD_CRC = 1                # the request's CRC was wrong; not executed
-LINK_TOO_LONG = 2               # the request's length field exceeded MAX_PAYLOAD; not executed
-LINK_BAD_VERSION = 3            # the request's link version is not the device's; not executed
-LINK_REPLY_OVERFLOW = 4         # the command's reply exceeded MAX_PAYLOAD bytes (cut)
-LINK_STATUS_NAMES = {LINK_OK: "ok", LINK_BAD_CRC: "bad CRC", LINK_TOO_LONG: "too long",
-                     LINK_BAD_VERSION: "bad link version", LINK_REPLY_OVERFLOW: "reply overflow"}
+__all__ = ["RESYNC", "Request", "Reply", "encode_request", "encode_reply", "RequestParser",
+           "ReplyParser"]
 
 # Zero bytes (no SOF) as long as the largest request frame: sent after a lost reply, they
 # complete any request frame the device has half received (it then fails its CRC) and leave

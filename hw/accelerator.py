@@ -6,7 +6,7 @@ from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
 from .activation_memory import ActivationMemory
-from .config import AcceleratorConfig
+from squeezefpga.config import AcceleratorConfig
 from .conv_engine import ConvEngine
 from .host_port import HostPort
 from .pool_unit import PoolUnit
@@ -30,7 +30,7 @@ class Accelerator(wiring.Component):
     """SqueezeNet accelerator with its whole model on chip.
 
     The host loads the compiled blob byte for byte into the weight buffer and the image into
-    activation memory, then runs the layer program (:mod:`squeezefpga.host.commands`).
+    activation memory, then runs the layer program (:mod:`squeezefpga.protocol`).
 
     Parameters
     ----------
@@ -100,6 +100,7 @@ class Accelerator(wiring.Component):
         m.d.comb += [
             seq.run.eq(port.run), seq.first.eq(port.first), seq.last.eq(port.last),
             port.running.eq(seq.running), port.error.eq(seq.error),
+            port.step.eq(seq.layer_index),
             seq.conv_done.eq(conv.done), seq.pool_done.eq(pool.done),
         ]
         in_c, in_h = _field(words, 1, 0, 16), _field(words, 1, 16, 32)

@@ -13,7 +13,7 @@ from amaranth.lib import wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
-from squeezefpga.golden.blob import CODE_BITS, MULTIPLIER_BITS
+from squeezefpga.blob_format import CODE_BITS, MULTIPLIER_BITS
 
 from .activation_memory import ReadSignature, WriteSignature
 from .weight_decoder import WeightDecoder
@@ -34,7 +34,7 @@ class ConvEngine(wiring.Component):
         Pulse; the layer fields must stay stable until ``done``.
     src, dst, in_c, in_h, in_w, out_c, out_h, out_w, kernel, pad, weights_addr, count,
     multiplier, shift, n_codes, sparse, mode_valid, mode_border : In
-        The descriptor (``mode_*`` from :func:`squeezefpga.hw.config.conv_mode`).
+        The descriptor (``mode_*`` from :func:`squeezefpga.config.conv_mode`).
     done : Out(1)
         Pulse at the end of the layer.
     mem_addr, mem_en : Out; mem_data : In(32)

@@ -3,8 +3,9 @@
 from amaranth import Module
 from amaranth.lib import wiring
 
+from squeezefpga.config import AcceleratorConfig
+
 from .accelerator import Accelerator, byte_stream_ports
-from .config import AcceleratorConfig
 from .link_layer import LinkLayer
 
 __all__ = ["FramedAccelerator"]

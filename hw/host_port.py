@@ -4,20 +4,26 @@ from amaranth import Array, Cat, Const, Module, Mux, Signal
 from amaranth.lib import stream, wiring
 from amaranth.lib.wiring import In, Out
 
-from squeezefpga.host import commands as cmd
+from squeezefpga import protocol as cmd
 
 from .activation_memory import ReadSignature, WriteSignature
+from .blob_verifier import BlobVerifier
 
 __all__ = ["HostPort"]
 
 
 class HostPort(wiring.Component):
-    """Executes the commands of :mod:`squeezefpga.host.commands` one at a time.
+    """Executes the commands of :mod:`squeezefpga.protocol` one at a time.
 
     Unknown command bytes are answered with ``STATUS_UNKNOWN_COMMAND``; a command whose
     arguments or data stop arriving for ``config.timeout_cycles`` cycles is abandoned without
     a reply, so a truncated write never wedges the port. Memory writes that arrive while the
     sequencer runs are dropped and answered with ``STATUS_BUSY``.
+
+    SET_MODEL verifies the blob in the weight buffer before it records the model: the CRC-32
+    of the whole blob (its length from the header, the header's CRC field taken as zero) must
+    equal both the header's CRC field and the host's argument, else ``STATUS_BAD_MODEL``. RUN
+    needs a verified model (``STATUS_NO_MODEL``); any weight write clears it.
 
     Members
     -------
@@ -29,7 +35,8 @@ class HostPort(wiring.Component):
     r_addr, r_en : Out; r_data : In(32)
         Weight buffer read port (used while the sequencer is idle).
     act_read : Out(ReadSignature); act_write : Out(WriteSignature)
-    run, first, last : Out; running, error : In(1)
+    run, first, last : Out; running, error : In(1); step : In(8)
+        Run control, and the step the sequencer is on (for STATUS).
     ctr_addr : Out(8); ctr_data : In(32); totals : In(192)
         Per-step cycle counters (read port) and the three 64-bit totals.
     """
@@ -47,7 +54,7 @@ class HostPort(wiring.Component):
             "act_read": Out(ReadSignature(c.lanes, c.act_addr_bits)),
             "act_write": Out(WriteSignature(c.lanes, c.act_addr_bits)),
             "run": Out(1), "first": Out(8), "last": Out(8),
-            "running": In(1), "error": In(1),
+            "running": In(1), "error": In(1), "step": In(8),
             "ctr_addr": Out(8), "ctr_data": In(32), "totals": In(192),
         })
 
@@ -74,6 +81,10 @@ class HostPort(wiring.Component):
         info = Array(Const(b, 8) for b in info_const)
         model_valid, model_crc = Signal(), Signal(32)
         model_fields = Cat(model_valid, Const(0, 7), model_crc)
+        m.submodules.verifier = verifier = BlobVerifier(len(self.r_addr))
+        m.d.comb += verifier.mem_data.eq(self.r_data)
+        run_last = Signal(8)
+        status_reply = Signal(8 * cmd.STATUS_REPLY.size)
         at = Signal(32)
         m.d.comb += at.eq(addr + idx)
         known = Signal()
@@ -121,17 +132,28 @@ class HostPort(wiring.Component):
                     with m.Case(cmd.CMD_RUN):
                         with m.If(self.running):
                             m.d.sync += status.eq(cmd.STATUS_BUSY)
+                        with m.Elif(~model_valid):
+                            m.d.sync += status.eq(cmd.STATUS_NO_MODEL)
                         with m.Else():
                             m.d.comb += [self.run.eq(1), self.first.eq(args[48:56]),
                                          self.last.eq(args[56:64])]
+                            m.d.sync += run_last.eq(args[56:64])
                         m.next = "STATUS"
                     with m.Case(cmd.CMD_WAIT):
                         m.next = "WAIT"
                     with m.Case(cmd.CMD_SET_MODEL):
-                        m.d.sync += [model_crc.eq(args[32:]), model_valid.eq(1)]
-                        m.next = "STATUS"
+                        with m.If(self.running):
+                            m.d.sync += status.eq(cmd.STATUS_BUSY)
+                            m.next = "STATUS"
+                        with m.Else():
+                            m.d.comb += [verifier.start.eq(1), verifier.expect.eq(args[32:])]
+                            m.d.sync += model_valid.eq(0)
+                            m.next = "VERIFY"
                     with m.Case(cmd.CMD_STATUS):
-                        m.d.sync += reply_len.eq(1)
+                        flags = Cat(self.running, self.error, model_valid)
+                        m.d.sync += [reply_len.eq(cmd.STATUS_REPLY.size),
+                                     status_reply.eq(Cat(flags, Const(0, 5), self.step,
+                                                         run_last, self.totals[:32]))]
                         m.next = "SETUP"
                     with m.Case(cmd.CMD_COUNTERS):
                         m.d.sync += [reply_len.eq(counter_bytes + 4 * c.max_layers),
@@ -162,6 +184,13 @@ class HostPort(wiring.Component):
                     m.next = "IDLE"
                 with m.Else():
                     m.d.sync += timer.eq(timer + 1)
+            with m.State("VERIFY"):       # the blob in the weight buffer against the CRC
+                m.d.comb += [self.r_addr.eq(verifier.mem_addr), self.r_en.eq(verifier.mem_en)]
+                with m.If(verifier.done):
+                    m.d.sync += [model_valid.eq(verifier.ok), model_crc.eq(args[32:]),
+                                 status.eq(Mux(verifier.ok, cmd.STATUS_OK,
+                                               cmd.STATUS_BAD_MODEL))]
+                    m.next = "STATUS"
             with m.State("WAIT"):
                 with m.If(~self.running):
                     m.d.sync += status.eq(Mux(self.error, cmd.STATUS_RUN_ERROR, cmd.STATUS_OK))
@@ -187,7 +216,8 @@ class HostPort(wiring.Component):
                     with m.Case(cmd.CMD_READ_WEIGHTS):
                         m.d.comb += self.host_out.payload.eq(self.r_data.word_select(byte_sel, 8))
                     with m.Case(cmd.CMD_STATUS):
-                        m.d.comb += self.host_out.payload.eq(Cat(self.running, self.error))
+                        m.d.comb += self.host_out.payload.eq(
+                            status_reply.word_select(idx[:3], 8))
                     with m.Case(cmd.CMD_COUNTERS):
                         m.d.comb += self.host_out.payload.eq(Mux(
                             idx < counter_bytes, snapshot.word_select(idx[:5], 8),

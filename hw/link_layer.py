@@ -1,15 +1,15 @@
 """Link layer: framed, CRC-checked messages in front of the accelerator's host port.
 
-docs/PROTOCOL.md is the contract; ``squeezefpga.host.link`` is the host side.
+docs/PROTOCOL.md is the contract and :mod:`squeezefpga.protocol` holds its constants;
+``squeezefpga.host.link`` is the host side.
 """
 
 from amaranth import Array, Cat, Const, Module, Mux, Signal
 from amaranth.lib import stream, wiring
 from amaranth.lib.wiring import In, Out
 
-from squeezefpga.host.link import (LINK_BAD_CRC, LINK_BAD_VERSION, LINK_OK,
-                                   LINK_REPLY_OVERFLOW, LINK_TOO_LONG, LINK_VERSION, MAX_PAYLOAD,
-                                   SOF)
+from squeezefpga.protocol import (LINK_BAD_CRC, LINK_BAD_VERSION, LINK_OK, LINK_REPLY_OVERFLOW,
+                                  LINK_TOO_LONG, LINK_VERSION, MAX_PAYLOAD, SOF)
 
 from .ram import Ram
 

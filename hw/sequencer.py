@@ -4,7 +4,7 @@ from amaranth import Array, Cat, Module, Signal
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
-from squeezefpga.golden.blob import DESCRIPTOR, HEADER, OP_CONV, OP_GLOBAL_SUM, OP_MAXPOOL
+from squeezefpga.blob_format import DESCRIPTOR, HEADER, OP_CONV, OP_GLOBAL_SUM, OP_MAXPOOL
 
 __all__ = ["Sequencer", "DESCRIPTOR_WORDS"]
 
@@ -29,7 +29,7 @@ class Sequencer(wiring.Component):
         The current descriptor.
     conv_start, pool_start, pool_global_sum : Out(1); conv_done, pool_done : In(1)
     conv_valid, conv_border : Out(1)
-        Conv mode (:func:`squeezefpga.hw.config.conv_mode`).
+        Conv mode (:func:`squeezefpga.config.conv_mode`).
     use_pool : Out(1)
         The pool unit owns the activation memory (else the conv engine).
     layer_we, layer_index : Out; layer_cycles : Out(32)

@@ -2,8 +2,9 @@
 
 from amaranth.back import verilog
 
+from squeezefpga.config import AcceleratorConfig
+
 from .accelerator import Accelerator
-from .config import AcceleratorConfig
 from .framed_accelerator import FramedAccelerator
 from .ram import RAM_VERILOG, VerilogTarget
 

@@ -5,7 +5,7 @@ from amaranth import Cat, Module, Mux, Signal, signed
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
-from squeezefpga.golden.blob import CODE_BITS, RUN_BITS
+from squeezefpga.blob_format import CODE_BITS, RUN_BITS
 
 __all__ = ["WeightDecoder"]
 

@@ -1,24 +1,25 @@
-"""Cached Verilog and Verilator builds of the accelerator top for a configuration."""
+"""Cached Verilog and Verilator builds of the accelerator top for a configuration.
 
-import hashlib
-from pathlib import Path
+The cache key covers every source the Verilog is generated from: the import closure of
+:mod:`squeezefpga.hw.verilog` (:func:`squeezefpga.imports.source_digest`), so a change to
+any module the gateware reads — the protocol constants included — builds anew.
+"""
 
-from squeezefpga import hw
-from squeezefpga.golden import blob as blob_format
-from squeezefpga.host import commands
-from squeezefpga.hw.config import AcceleratorConfig
+from squeezefpga.config import AcceleratorConfig
+from squeezefpga.imports import source_digest
+from squeezefpga.progress import Stage, emit
 
 from .build import build_board, cached_directory
 
-__all__ = ["accelerator_verilog", "accelerator_board"]
+__all__ = ["accelerator_verilog", "accelerator_board", "gateware_key"]
+
+#: The module whose imports reach every source of the generated Verilog.
+GATEWARE_ROOT = "squeezefpga.hw.verilog"
 
 
-def _key(config, framed=False):
-    digest = hashlib.sha256(f"{config!r} framed={framed}".encode())
-    sources = sorted(Path(hw.__file__).parent.glob("*.py"))
-    for path in [*sources, Path(blob_format.__file__), Path(commands.__file__)]:
-        digest.update(path.read_bytes())
-    return digest.hexdigest()[:32]
+def gateware_key(config, framed=False):
+    """Cache key of the Verilog of ``config``: the configuration and the gateware sources."""
+    return source_digest([GATEWARE_ROOT], f"{config!r} framed={framed}")[:32]
 
 
 def accelerator_verilog(config=None, progress=None, framed=False):
@@ -27,11 +28,10 @@ def accelerator_verilog(config=None, progress=None, framed=False):
     first 32 bits of the cache key."""
     from squeezefpga.hw.verilog import emit_verilog
     config = config if config is not None else AcceleratorConfig()
-    key = _key(config, framed)
+    key = gateware_key(config, framed)
 
     def populate(directory):
-        if progress:
-            progress(f"generating Verilog for {config.lanes} lanes")
+        emit(progress, Stage.VERILOG, f"{config.lanes} lanes")
         (directory / "top.v").write_text(emit_verilog(config, framed, int(key[:8], 16)))
 
     return (cached_directory("verilog", key, populate) / "top.v").read_text()

@@ -1,11 +1,11 @@
 """Verilator builds of the simulated board, cached by content.
 
 :func:`build_board` turns the Verilog of the accelerator's ``top`` into an executable running
-``harness.cpp``. Builds live in ``$SQUEEZEFPGA_CACHE/verilator/<key>/`` (default cache
-``~/.cache/squeezefpga``), keyed by the SHA-256 of everything that goes into them. A build holds
-an ``fcntl`` lock, so parallel processes (pytest-xdist workers) build each key once, and happens
-in a scratch directory renamed into place when complete, so a killed build never leaves a
-half-written entry.
+``harness.cpp``, which serves the design on a TCP port. Builds live in
+``$SQUEEZEFPGA_CACHE/verilator/<key>/`` (default cache ``~/.cache/squeezefpga``), keyed by the
+SHA-256 of everything that goes into them. A build holds an ``fcntl`` lock, so parallel
+processes (pytest-xdist workers) build each key once, and happens in a scratch directory
+renamed into place when complete, so a killed build never leaves a half-written entry.
 """
 
 import contextlib
@@ -18,14 +18,16 @@ import subprocess
 import time
 from pathlib import Path
 
+from squeezefpga import protocol
 from squeezefpga.errors import SimulationError
+from squeezefpga.progress import Stage, emit
 from squeezefpga.sim.toolchain import (VERILATOR_WAIVERS, verilator_env, verilator_executable,
                                        verilator_version)
 
 __all__ = ["BOARD_FLAGS", "BOARD_PORTS", "HARNESS_SOURCE", "build_board", "cache_root",
            "cached_directory", "check_board_ports"]
 
-#: The harness that bridges the Verilated ``top`` to stdio or TCP.
+#: The harness that serves the Verilated ``top``'s byte stream on a TCP port.
 HARNESS_SOURCE = Path(__file__).with_name("harness.cpp")
 
 #: Verilator options of the board build, chosen for simulation speed. Measured on two
@@ -39,6 +41,10 @@ BOARD_FLAGS = [
     "--x-initial", "fast",
     "-MAKEFLAGS", "OPT_FAST=-O3", "-MAKEFLAGS", "OPT_SLOW=-O1", "-MAKEFLAGS", "OPT_GLOBAL=-O2",
 ]
+
+#: The link constants the harness needs to refuse a second client (docs/PROTOCOL.md).
+HARNESS_DEFINES = [f"-DSQZ_SOF={protocol.SOF}", f"-DSQZ_LINK_VERSION={protocol.LINK_VERSION}",
+                   f"-DSQZ_LINK_BUSY={protocol.LINK_BUSY}"]
 
 #: Ports the harness drives and samples; ``top`` must have all of them (payloads 8 bits wide).
 BOARD_PORTS = ("clk", "rst", "host_in__payload", "host_in__valid", "host_in__ready",
@@ -146,16 +152,16 @@ def build_board(verilog_text, cache_key_extra="", progress=None, flags=None):
     cache_key_extra : str
         Extra text mixed into the cache key.
     progress : callable, optional
-        ``progress(message)`` receives one-line build status messages; the build is silent
-        without it.
+        Receives :class:`squeezefpga.progress.Event` objects (stage ``VERILATOR``) when a
+        build starts and ends.
     flags : list of str, optional
         Verilator options replacing :data:`BOARD_FLAGS`.
 
     Returns
     -------
     pathlib.Path
-        The board executable; run it with no arguments for the stdio bridge or with
-        ``--listen PORT`` for TCP (see ``harness.cpp``).
+        The board executable: ``board --listen PORT`` (see ``harness.cpp``), usually through
+        :class:`squeezefpga.sim.board_server.BoardServer`.
 
     Raises
     ------
@@ -165,6 +171,7 @@ def build_board(verilog_text, cache_key_extra="", progress=None, flags=None):
     """
     check_board_ports(verilog_text)
     flags = list(BOARD_FLAGS if flags is None else flags)
+    flags += [item for define in HARNESS_DEFINES for item in ("-CFLAGS", define)]
     harness = HARNESS_SOURCE.read_bytes()
     digest = hashlib.sha256()
     for part in (verilog_text.encode(), harness, "\0".join(flags).encode(),
@@ -184,9 +191,8 @@ def build_board(verilog_text, cache_key_extra="", progress=None, flags=None):
         cmd = [str(verilator_executable()), "--cc", "--exe", "--build", "-j", "2",
                *flags, *VERILATOR_WAIVERS, "-Wno-fatal", "--top-module", "top",
                "--Mdir", "obj", "-o", _EXECUTABLE, "top.v", "harness.cpp"]
-        if progress is not None:
-            progress(f"building the simulator with Verilator {verilator_version()} "
-                     f"in {directory.parent / key}")
+        emit(progress, Stage.VERILATOR, f"Verilator {verilator_version()} in "
+             f"{directory.parent / key}")
         start = time.monotonic()
         result = subprocess.run(cmd, cwd=directory, env=verilator_env(),
                                 stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
@@ -200,7 +206,6 @@ def build_board(verilog_text, cache_key_extra="", progress=None, flags=None):
                                   f"{_tail(result.stdout)}")
         executable.rename(directory / _EXECUTABLE)
         shutil.rmtree(directory / "obj")
-        if progress is not None:
-            progress(f"simulator built in {time.monotonic() - start:.1f} s")
+        emit(progress, Stage.VERILATOR, f"built in {time.monotonic() - start:.1f} s")
 
     return cached_directory("verilator", key, populate) / _EXECUTABLE

@@ -19,11 +19,14 @@ from pathlib import Path
 from xml.etree import ElementTree
 
 from squeezefpga.errors import SimulationError
-from squeezefpga.sim.board import BoardTimeoutError
 from squeezefpga.sim.build import cached_directory
 from squeezefpga.sim.toolchain import VERILATOR_WAIVERS, verilator_env, verilator_version
 
-__all__ = ["CocotbPort", "run_cocotb"]
+__all__ = ["BoardTimeoutError", "CocotbPort", "run_cocotb"]
+
+
+class BoardTimeoutError(SimulationError, TimeoutError):
+    """The simulated top did not take or send the expected bytes in time."""
 
 #: Verilator options of cocotb builds (on top of those cocotb's runner adds).
 COCOTB_BUILD_ARGS = [*VERILATOR_WAIVERS, "-Wno-fatal"]

@@ -8,10 +8,10 @@ from pathlib import Path
 
 import numpy as np
 
-from squeezefpga.golden.blob import OP_GLOBAL_SUM, decode_program
+from squeezefpga.blob_format import OP_GLOBAL_SUM
+from squeezefpga.golden.blob import Model
 from squeezefpga.golden.compare import compare_tensors, first_difference
 from squeezefpga.golden.integer_model import input_bytes, run_integer
-from squeezefpga.hw.config import check_program
 
 from .accelerator_build import accelerator_verilog
 from .cocotb_support import run_cocotb
@@ -46,9 +46,10 @@ def run_batch(config, cases):
     cycles : dict
         Case name -> list of cycle counts, one per run command.
     """
-    programs = [decode_program(c.blob, c.name) for c in cases]
-    for case, program in zip(cases, programs):
-        check_program(config, program, len(case.blob))
+    models = [Model.decode(c.blob, c.name) for c in cases]
+    for model in models:
+        model.check(config)
+    programs = [model.program for model in models]
     with tempfile.TemporaryDirectory(prefix="squeezefpga-rtl-") as tmp:
         tmp = Path(tmp)
         manifest = {"max_layers": config.max_layers, "cases": []}
@@ -59,8 +60,9 @@ def run_batch(config, cases):
             steps = ([[j, j + 1, d.dst, d.out_bytes] for j, d in enumerate(program.descriptors)]
                      if case.per_step else
                      [[0, n, program.output_addr, 4 * program.classes]])
-            manifest["cases"].append({"blob": f"c{i}.blob", "input": f"c{i}.in",
-                                      "input_addr": program.input_addr, "steps": steps})
+            manifest["cases"].append({"blob": f"c{i}.blob", "crc": models[i].crc,
+                                      "input": f"c{i}.in", "input_addr": program.input_addr,
+                                      "steps": steps})
         (tmp / "cases.json").write_text(json.dumps(manifest))
         run_cocotb(accelerator_verilog(config), "squeezefpga.sim.tb_accelerator",
                    testcase="run_cases", extra_env={"SQZ_TB_DIR": str(tmp)},

@@ -14,7 +14,7 @@ import cocotb
 from cocotb.clock import Clock
 from cocotb.triggers import ClockCycles
 
-from squeezefpga.host import commands as cmd
+from squeezefpga import protocol as cmd
 from squeezefpga.sim.cocotb_support import CocotbPort
 
 RUN_CYCLES = 5_000_000
@@ -45,6 +45,7 @@ async def run_cases(dut):
     port = await _port(dut)
     for i, case in enumerate(manifest["cases"]):
         await _command(port, cmd.write_weights(0, (directory / case["blob"]).read_bytes()))
+        await _command(port, cmd.set_model(case["crc"]), timeout_cycles=1_000_000)
         await _command(port, cmd.write_act(case["input_addr"],
                                            (directory / case["input"]).read_bytes()))
         out = bytearray()

@@ -1,3 +1,9 @@
+import os
+
+# As squeezefpga/__init__.py does, but before this file imports numpy: one BLAS thread.
+for _name in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+    os.environ.setdefault(_name, "1")
+
 import numpy as np
 import pytest
 

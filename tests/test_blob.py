@@ -1,13 +1,13 @@
 import struct
-import zlib
 
 import numpy as np
 import pytest
 
 from squeezefpga.errors import BlobFormatError
-from squeezefpga.golden.blob import (ENC_DENSE, ENC_SPARSE, HEADER, VERSION, ConvWeights,
-                                     decode_program, decode_weights, encode_program,
-                                     encode_weights, pack_bits, sparse_entries, unpack_bits)
+from squeezefpga.blob_format import ENC_DENSE, ENC_SPARSE, HEADER, VERSION
+from squeezefpga.golden.blob import (ConvWeights, blob_crc, decode_program, decode_weights,
+                                     encode_program, encode_weights, pack_bits, sparse_entries,
+                                     unpack_bits)
 from squeezefpga.golden.polyphase import phase_split_weights
 
 
@@ -16,11 +16,12 @@ def test_real_model_size_under_half_a_megabyte(compiled):
 
 
 def test_header_layout(compiled):
-    assert (HEADER.size, VERSION) == (40, 2)
+    assert (HEADER.size, VERSION) == (40, 3)
     fields = HEADER.unpack_from(compiled.blob)
-    assert fields[:9] == (b"SQZF", 2, len(compiled.program.descriptors), 3, 227, 227, 1000, 2, 0)
+    assert fields[:9] == (b"SQZF", 3, len(compiled.program.descriptors), 3, 227, 227, 1000, 2, 0)
     assert fields[9:12] == (compiled.program.activation_bytes, 0, compiled.program.output_addr)
-    assert fields[12] == len(compiled.blob)
+    assert fields[12] == len(compiled.blob) and len(compiled.blob) % 4 == 0
+    assert fields[13] == blob_crc(compiled.blob) == compiled.model.crc
 
 
 def test_round_trip_is_exact(compiled):
@@ -74,7 +75,7 @@ def test_weights_round_trip_and_encoding_choice(density, rng):
 def reseal(blob):
     """Recompute the CRC so a test reaches the check behind it."""
     blob = bytearray(blob)
-    struct.pack_into("<I", blob, HEADER.size - 4, zlib.crc32(blob[HEADER.size:]))
+    struct.pack_into("<I", blob, HEADER.size - 4, blob_crc(blob))
     return bytes(blob)
 
 
@@ -84,10 +85,10 @@ def test_corrupt_blobs_give_clear_errors(compiled):
         decode_program(b"XXXX" + blob[4:])
     with pytest.raises(BlobFormatError, match="version 9"):
         decode_program(blob[:4] + struct.pack("<H", 9) + blob[6:])
-    with pytest.raises(BlobFormatError, match="format version 1, this tool reads 2"):
+    with pytest.raises(BlobFormatError, match="format version 1, this tool reads 3"):
         decode_program(blob[:4] + struct.pack("<H", 1) + blob[6:36])   # a short v1 blob
-    with pytest.raises(BlobFormatError, match="format version 1, this tool reads 2"):
-        decode_program(blob[:4] + struct.pack("<H", 1) + blob[6:])
+    with pytest.raises(BlobFormatError, match="format version 2, this tool reads 3"):
+        decode_program(blob[:4] + struct.pack("<H", 2) + blob[6:])
     with pytest.raises(BlobFormatError, match="truncated"):
         decode_program(blob[:-10])
     with pytest.raises(BlobFormatError, match="shorter than"):
@@ -115,6 +116,15 @@ def test_input_phase_out_of_range(compiled, phase):
     blob = bytearray(compiled.blob)
     struct.pack_into("<H", blob, 16, phase)
     with pytest.raises(BlobFormatError, match=f"input_phase {phase} outside 1..4"):
+        decode_program(reseal(blob))
+
+
+@pytest.mark.parametrize("offset", [8, 10, 12, 14, 16, 20, 24, 28, 29, 30])
+def test_every_header_byte_is_covered_by_the_crc(compiled, offset):
+    """A changed input shape or address used to give a traceback or wrong logits."""
+    blob = bytearray(compiled.blob)
+    blob[offset] ^= 1
+    with pytest.raises(BlobFormatError, match="CRC-32 mismatch"):
         decode_program(bytes(blob))
 
 
@@ -123,6 +133,40 @@ def test_input_region_is_the_split_shape(compiled):
     blob = bytearray(compiled.blob)
     struct.pack_into("<I", blob, 24, compiled.program.activation_bytes - 3 * 227 * 227)
     with pytest.raises(BlobFormatError, match="input or output address lies outside"):
-        decode_program(bytes(blob))
+        decode_program(reseal(blob))
     struct.pack_into("<H", blob, 16, 1)
-    assert decode_program(bytes(blob)).input_phase == 1
+    with pytest.raises(BlobFormatError, match="descriptor 0 .conv1.: reads bytes .* that no "
+                                              "earlier step and not the input wrote"):
+        decode_program(reseal(blob))
+
+
+@pytest.mark.parametrize("offset, fmt, value, message", [
+    (10, "<H", 225, r"descriptor 0 \(conv1\): its input \(12, 114, 114\) at 0 does not match "
+                    r"what the stored input wrote there \(planes of 12882 bytes from 0, read as "
+                    r"114x114 planes from 0\)"),
+    (24, "<I", 64, r"descriptor 0 \(conv1\): its input .* at 0 does not match what the stored "
+                   r"input wrote there \(planes of 12996 bytes from 64"),
+    (28, "<I", 4, r"the header's output \(1000 sums at 4\) is not what the last global sum "
+                  r"writes \(1000 sums at \d+\)"),
+    (14, "<H", 999, r"the header's output \(999 sums"),
+])
+def test_a_resealed_header_that_lies_is_caught(compiled, offset, fmt, value, message):
+    """Header fields are checked against the program, not only by the CRC."""
+    blob = bytearray(compiled.blob)
+    struct.pack_into(fmt, blob, offset, value)
+    with pytest.raises(BlobFormatError, match=message):
+        decode_program(reseal(blob))
+
+
+def test_steps_must_chain(compiled):
+    at = HEADER.size + 40 * 2                          # descriptor 2: fire2/squeeze1x1
+    src, = struct.unpack_from("<I", compiled.blob, at + 16)
+    for field, value, message in [
+            (20, src, r"descriptor 2 \(fire2/squeeze1x1\): its output .* overlaps its input"),
+            (16, src - 1, r"descriptor 2 \(fire2/squeeze1x1\): its input \(96, 55, 55\) at "
+                          rf"{src - 1} does not match what .* wrote there"),
+    ]:
+        blob = bytearray(compiled.blob)
+        struct.pack_into("<I", blob, at + field, value)
+        with pytest.raises(BlobFormatError, match=message):
+            decode_program(reseal(blob))

@@ -6,10 +6,18 @@ model is built once per run.
 
 import json
 
+import numpy as np
 import pytest
+from PIL import Image
 
-from squeezefpga.host.cli import main
+from squeezefpga.app.cli import main
+from squeezefpga.golden import blob as blob_module
+from squeezefpga.golden import integer_model
+from squeezefpga.golden.compiler import compile_model
+from squeezefpga.golden.network import tiny_squeezenet
 from squeezefpga.models import CAT_PHOTO
+
+from .test_network import random_model
 
 
 def run_json(capsys, *argv):
@@ -33,6 +41,28 @@ def test_bad_configuration_is_a_clear_error(capsys, argv, message):
     assert main(argv) == 2
     err = capsys.readouterr().err
     assert err.startswith("squeezefpga: error: ") and message in err
+
+
+def test_one_sim_run_decodes_the_blob_once(capsys, tmp_path, monkeypatch):
+    rng = np.random.default_rng(11)
+    network = tiny_squeezenet(size=35)
+    image = rng.integers(0, 256, network.input_shape, dtype=np.uint8)
+    compiled = compile_model(random_model(network, rng), [image])
+    (tmp_path / "tiny.sqzf").write_bytes(compiled.blob)
+    Image.fromarray(np.ascontiguousarray(image[::-1].transpose(1, 2, 0))).save(
+        tmp_path / "noise.png")
+    calls = []
+    real = blob_module.decode_program
+
+    def counting(*args, **kwargs):
+        calls.append(args[1:2])
+        return real(*args, **kwargs)
+    for module in (blob_module, integer_model):
+        monkeypatch.setattr(module, "decode_program", counting)
+    result = run_json(capsys, "sim", str(tmp_path / "noise.png"), "--lanes", "8", "--blob",
+                      str(tmp_path / "tiny.sqzf"), "--json")
+    assert result["bitexact"]
+    assert calls == [(str(tmp_path / "tiny.sqzf"),)]
 
 
 @pytest.mark.slow

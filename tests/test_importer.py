@@ -96,3 +96,54 @@ def test_missing_empty_and_directory(tmp_path):
         load_compressed(tmp_path / "empty.net")
     with pytest.raises(ModelFormatError, match="directory"):
         load_compressed(tmp_path)
+
+
+def test_implausible_values_are_rejected(model_bytes):
+    """A codebook value of 1e30 used to give scores of 1.4e31 and exit 0."""
+    data = bytearray(model_bytes)
+    struct.pack_into("<f", data, 104 + 4 * 9, 1e30)         # conv1 codebook entry 9
+    with pytest.raises(ModelFormatError, match=r"layer conv1: implausible codebook value 1e\+30 "
+                                               r"\(entry 9\) at byte offset 140 \(magnitude "
+                                               r"above 1000\)"):
+        parse_compressed(bytes(data))
+    data = bytearray(model_bytes)
+    struct.pack_into("<f", data, 104 + 1024 + 4 * 3, -5e7)  # conv1 bias 3
+    with pytest.raises(ModelFormatError, match=r"layer conv1: implausible bias value -5e\+07"):
+        parse_compressed(bytes(data))
+
+
+def test_bytes_xored_in_the_middle_are_caught(model_bytes):
+    """400 bytes XOR-ed in the middle used to change the top-1 silently; wherever such damage
+    lands (codes, gaps, codebooks) the file is rejected."""
+    rng = np.random.default_rng(0)
+    for start in [len(model_bytes) // 2, 150_000, 420_000, 600_000]:
+        data = bytearray(model_bytes)
+        mask = rng.integers(1, 256, 400, dtype=np.uint8)
+        data[start: start + 400] = (np.frombuffer(data[start: start + 400], np.uint8)
+                                    ^ mask).tobytes()
+        with pytest.raises(ModelFormatError, match="corrupt|outside the .* weights"):
+            parse_compressed(bytes(data))
+
+
+def test_a_filler_must_bridge_fifteen_zeros(model_bytes):
+    """Fillers (code 0) exist only to bridge gaps of 15; one with another gap is damage."""
+    counts = struct.unpack_from("<26I", model_bytes)
+    convs = squeezenet_v1_0().convs
+    offset = 104
+    for conv, count in zip(convs, counts):
+        offset += 1024 + 4 * conv.out_ch
+        codes_at, gaps_at = offset, offset + count
+        offset += count + (count + 1) // 2
+        if conv.name == "fire2/expand3x3":
+            break
+    codes = np.frombuffer(model_bytes, np.uint8, count, codes_at)
+    i = int(np.flatnonzero(codes == 0)[0])
+    data = bytearray(model_bytes)
+    data[gaps_at + i // 2] &= 0xF0 if i % 2 == 0 else 0x0F      # its gap becomes 0
+    with pytest.raises(ModelFormatError, match=rf"layer fire2/expand3x3: entry {i} is a filler "
+                                               r"\(code 0\) with gap 0, not 15"):
+        parse_compressed(bytes(data))
+
+
+def test_the_published_model_passes_its_own_check(model_bytes, float_model):
+    assert parse_compressed(model_bytes).stored_entries == float_model.stored_entries

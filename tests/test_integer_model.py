@@ -5,7 +5,8 @@ from squeezefpga.errors import QuantizationError
 from squeezefpga.golden.blob import OP_GLOBAL_SUM
 from squeezefpga.golden.compiler import build_program, compile_model
 from squeezefpga.golden.float_model import float_forward
-from squeezefpga.golden.integer_model import accumulator_bound, run_integer
+from squeezefpga.config import accumulator_bound
+from squeezefpga.golden.integer_model import run_integer
 from squeezefpga.golden.network import squeezenet_v1_0_bypass, tiny_squeezenet
 from squeezefpga.golden.polyphase import phase_split
 from squeezefpga.golden.quantize import requantize

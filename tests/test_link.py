@@ -7,10 +7,11 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from squeezefpga.host import commands as cmd
-from squeezefpga.host.link import (LINK_BAD_CRC, LINK_OK, LINK_REPLY_OVERFLOW, LINK_TOO_LONG,
-                                   MAX_PAYLOAD, RESYNC, SOF, Reply, ReplyParser, Request,
-                                   RequestParser, encode_reply, encode_request)
+from squeezefpga import protocol as cmd
+from squeezefpga.host.link import (RESYNC, Reply, ReplyParser, Request, RequestParser,
+                                   encode_reply, encode_request)
+from squeezefpga.protocol import (LINK_BAD_CRC, LINK_OK, LINK_REPLY_OVERFLOW, LINK_TOO_LONG,
+                                  MAX_PAYLOAD, SOF)
 
 
 def test_request_layout():

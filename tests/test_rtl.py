@@ -9,7 +9,7 @@ from squeezefpga.golden.blob import (OP_CONV, OP_GLOBAL_SUM, OP_MAXPOOL, ConvWei
 from squeezefpga.golden.compiler import compile_model
 from squeezefpga.golden.integer_model import conv_accumulators
 from squeezefpga.golden.network import out_size, tiny_squeezenet
-from squeezefpga.hw.config import AcceleratorConfig
+from squeezefpga.config import AcceleratorConfig
 from squeezefpga.sim.rtl_cases import Case, run_batch
 
 from .test_network import random_model
@@ -50,8 +50,9 @@ def conv_step(rng, name, src, dst, in_shape, out_c, kernel, pad, density, specia
 
 def single_step_case(rng, name, descriptor):
     d = descriptor
-    program = Program(d.in_shape, d.out_shape[0], _align(d.dst + d.out_bytes), 0,
-                      d.dst if d.op == OP_GLOBAL_SUM else 0, [d])
+    # The "result" of a one-step program is the step's output (as whole int32 values).
+    classes = d.out_shape[0] if d.op == OP_GLOBAL_SUM else d.out_bytes // 4
+    program = Program(d.in_shape, classes, _align(d.dst + d.out_bytes), 0, d.dst, [d])
     image = rng.integers(0, 256, d.in_shape).astype(np.uint8)
     return Case(name, encode_program(program), image)
 

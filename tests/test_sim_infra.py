@@ -1,10 +1,9 @@
-"""Simulation infrastructure: Verilator toolchain, board builds, the stdio/TCP harness, cocotb."""
+"""Simulation infrastructure: Verilator toolchain, board builds, the TCP harness, cocotb."""
 
 import os
 import re
 import signal
 import socket
-import subprocess
 import threading
 import time
 
@@ -17,7 +16,7 @@ from amaranth.lib.wiring import In, Out
 
 from squeezefpga.errors import SimulationError
 from squeezefpga.sim import toolchain
-from squeezefpga.sim.board import BoardTimeoutError, SimBoard
+from squeezefpga.sim.board_server import BoardServer
 from squeezefpga.sim.build import build_board, cached_directory
 from squeezefpga.sim.cocotb_support import run_cocotb
 
@@ -186,7 +185,28 @@ def test_board_ports_are_checked(toy_verilog):
         build_board(narrow)
 
 
-# --- the board over stdio ----------------------------------------------------------------------
+# --- the board over TCP ------------------------------------------------------------------------
+
+class Client:
+    """Raw bytes to and from a served board."""
+
+    def __init__(self, server, timeout=10.0):
+        self.sock = socket.create_connection((server.host, server.port), timeout=timeout)
+
+    def send(self, data):
+        self.sock.sendall(data)
+
+    def recv_exactly(self, n):
+        data = b""
+        while len(data) < n:
+            chunk = self.sock.recv(n - len(data))
+            assert chunk, f"connection closed after {len(data)} of {n} bytes"
+            data += chunk
+        return data
+
+    def close(self):
+        self.sock.close()
+
 
 def test_board_is_cached(toy_verilog, toy_board):
     start = time.monotonic()
@@ -196,110 +216,82 @@ def test_board_is_cached(toy_verilog, toy_board):
 
 
 def test_board_round_trip(toy_board):
-    with SimBoard.start(toy_board) as board:
-        board.write(b"\x01")
-        assert board.read(1) == b"\x02"
-        board.write(ECHO_DATA * 64)
-        assert board.read(len(ECHO_DATA) * 64) == _echo(ECHO_DATA) * 64
-        board.write(bytes([BUSY_COMMAND, 3, 0x20]))
-        assert board.read(2) == b"\x00\x21"
-
-
-def test_board_read_timeout_names_what_arrived(toy_board):
-    with SimBoard.start(toy_board) as board:
-        with pytest.raises(BoardTimeoutError, match="waiting for 1 bytes .*: 0 arrived"):
-            board.read(1, timeout=0.2)
-        board.write(b"\x05")
-        with pytest.raises(BoardTimeoutError, match="waiting for 2 bytes .*: 1 arrived"):
-            board.read(2, timeout=1.0)
-        assert board.read(1) == b"\x06"             # the byte that arrived is not lost
+    with BoardServer.launch(toy_board) as server:
+        client = Client(server)
+        client.send(b"\x01")
+        assert client.recv_exactly(1) == b"\x02"
+        client.send(ECHO_DATA * 64)
+        assert client.recv_exactly(len(ECHO_DATA) * 64) == _echo(ECHO_DATA) * 64
+        client.send(bytes([BUSY_COMMAND, 3, 0x20]))
+        assert client.recv_exactly(2) == b"\x00\x21"
+        client.close()
 
 
 def test_board_process_killed_on_exception(toy_board):
     with pytest.raises(RuntimeError, match="test body failed"):
-        with SimBoard.start(toy_board) as board:
-            board.write(bytes([BUSY_COMMAND, 255]))     # busy for a while: must be killed
-            pid = board.pid
+        with BoardServer.launch(toy_board) as server:
+            client = Client(server)
+            client.send(bytes([BUSY_COMMAND, 255]))   # busy for a while: must be killed
+            client.close()
+            pid = server.pid
             raise RuntimeError("test body failed")
-    assert board.returncode is not None
+    assert server.process.returncode is not None
     with pytest.raises(ProcessLookupError):
         os.kill(pid, 0)
-    with pytest.raises(SimulationError, match="closed"):
-        board.read(1)
 
 
-def test_board_exit_is_reported(toy_board):
-    with SimBoard.start(toy_board, ["--no-such-option"]) as board:
-        with pytest.raises(SimulationError, match=r"(?s)exited with status 2.*no-such-option"):
-            board.read(1, timeout=5)
+def test_board_start_failure_is_reported(toy_board):
+    with pytest.raises(SimulationError, match=r"(?s)could not start.*no-such-option"):
+        BoardServer.launch(toy_board, args=["--no-such-option"])
 
 
 def test_design_messages_go_to_stderr_and_assertions_stop_the_board():
-    with SimBoard.start(build_board(verilog.convert(Toy(checks=True), name="top"))) as board:
-        board.write(b"\x01\x02")
-        assert board.read(2) == b"\x02\x03"          # Print output does not enter the stream
-        board.write(b"\xee")
-        with pytest.raises(SimulationError, match=r"(?s)exited with status.*toy took 2.*0xEE"):
-            board.read(1)
-
-
-def test_stdio_pipeline_ends_at_eof(toy_board):
-    result = subprocess.run([toy_board], input=ECHO_DATA + bytes([BUSY_COMMAND, 1]),
-                            capture_output=True, timeout=30, check=False)
-    assert result.returncode == 0, result.stderr
-    assert result.stdout == _echo(ECHO_DATA) + b"\x00"
+    executable = build_board(verilog.convert(Toy(checks=True), name="top"))
+    with BoardServer.launch(executable) as server:
+        client = Client(server)
+        client.send(b"\x01\x02")
+        assert client.recv_exactly(2) == b"\x02\x03"        # Print output stays out of the stream
+        client.send(b"\xee")
+        assert server.wait(timeout=60) != 0
+        assert re.search(r"(?s)toy took 2.*0xEE", server.log_text())
+        client.close()
 
 
 def test_board_speed(toy_board):
     """Throughput on the echo stream and simulated cycles/s on the busy-wait command."""
     data = ECHO_DATA * 4096                           # 1 MiB
-    with SimBoard.start(toy_board) as board:
+    with BoardServer.launch(toy_board, args=["--stats"]) as server:
+        client = Client(server, timeout=60)
         start = time.monotonic()
-        board.write(data)
-        assert board.read(len(data), timeout=60) == _echo(data)
+        writer = threading.Thread(target=client.send, args=(data,))
+        writer.start()
+        assert client.recv_exactly(len(data)) == _echo(data)
+        writer.join()
         echo_rate = len(data) / (time.monotonic() - start)
-    result = subprocess.run([toy_board, "--stats"], input=bytes([BUSY_COMMAND, 255]) * 20,
-                            capture_output=True, timeout=60, check=True)
-    assert result.stdout == b"\x00" * 20
-    cycles_rate = float(re.search(rb"\(([\d.]+) cycles/s\)", result.stderr).group(1))
-    print(f"echo {echo_rate / 1e6:.2f} MB/s, busy-wait {cycles_rate / 1e6:.1f} Mcycles/s")
+        client.send(bytes([BUSY_COMMAND, 255]) * 20)
+        assert client.recv_exactly(20) == b"\x00" * 20
+        client.close()
+        server.process.send_signal(signal.SIGTERM)
+        assert server.wait(timeout=30) == 0
+        stats = server.log_text()
+    cycles_rate = float(re.search(r"\(([\d.]+) cycles/s\)", stats).group(1))
+    print(f"echo {echo_rate / 1e6:.2f} MB/s, {cycles_rate / 1e6:.1f} Mcycles/s overall")
     assert echo_rate > 100e3 and cycles_rate > 1e6    # loose: shared CI machines
 
 
-# --- the board over TCP ------------------------------------------------------------------------
-
-def _recv_exactly(sock, n):
-    data = b""
-    while len(data) < n:
-        chunk = sock.recv(n - len(data))
-        assert chunk, f"connection closed after {len(data)} of {n} bytes"
-        data += chunk
-    return data
-
-
-def test_board_over_tcp(toy_board):
-    process = subprocess.Popen([toy_board, "--listen", "0"], stdin=subprocess.DEVNULL,
-                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    try:
-        line = process.stderr.readline().decode()
-        host, port = re.fullmatch(r"listening on (\S+):(\d+)\n", line).groups()
-        with socket.create_connection((host, int(port)), timeout=10) as sock:
-            sock.sendall(b"\x01\x02")
-            assert _recv_exactly(sock, 2) == b"\x02\x03"
-            sock.sendall(bytes([BUSY_COMMAND]))        # half a command, then hang up
-        with socket.create_connection((host, int(port)), timeout=10) as sock:
-            sock.sendall(b"\x01")                      # the device still waits for N: 0x01
-            assert _recv_exactly(sock, 1) == b"\x00"
-            sock.sendall(ECHO_DATA)
-            sock.shutdown(socket.SHUT_WR)              # the rest of the answer still comes
-            assert _recv_exactly(sock, len(ECHO_DATA)) == _echo(ECHO_DATA)
-            assert sock.recv(1) == b""
-        process.send_signal(signal.SIGTERM)
-        assert process.wait(timeout=10) == 0
-    finally:
-        process.kill()
-        process.wait()
-        process.stderr.close()
+def test_board_keeps_its_state_between_clients_and_stops_on_sigterm(toy_board):
+    with BoardServer.launch(toy_board) as server:
+        client = Client(server)
+        client.send(b"\x01")
+        assert client.recv_exactly(1) == b"\x02"
+        client.send(bytes([BUSY_COMMAND]))                 # half a command, then hang up
+        client.close()
+        client = Client(server)
+        client.send(b"\x01")                               # the device still waits for N: 0x01
+        assert client.recv_exactly(1) == b"\x00"
+        client.close()
+        server.process.send_signal(signal.SIGTERM)
+        assert server.wait(timeout=10) == 0
 
 
 # --- cocotb ------------------------------------------------------------------------------------

@@ -1,11 +1,18 @@
-"""The accelerator's build-time configuration and the check that a compiled model fits it."""
+"""The accelerator's build-time configuration and the check that a compiled model fits it.
+
+The gateware is built from an :class:`AcceleratorConfig`; the host checks a decoded program
+against the configuration a device reports (:func:`check_program`) before sending it.
+"""
 
 from dataclasses import dataclass
 
-from squeezefpga.errors import SqueezeFPGAError
-from squeezefpga.golden.blob import OP_CONV, OP_MAXPOOL
+import numpy as np
 
-__all__ = ["AcceleratorConfig", "ModelFitError", "check_program", "conv_mode"]
+from .blob_format import OP_CONV, OP_MAXPOOL
+from .errors import SqueezeFPGAError
+
+__all__ = ["AcceleratorConfig", "ModelFitError", "accumulator_bound", "check_program",
+           "conv_mode"]
 
 
 class ModelFitError(SqueezeFPGAError):
@@ -67,6 +74,13 @@ class AcceleratorConfig:
             raise ValueError(f"max_layers must be at most 255, not {self.max_layers}")
 
     @property
+    def fit_key(self):
+        """The fields a model's fit depends on (:func:`check_program`): equal keys, same
+        verdict."""
+        return (self.lanes, self.activation_bytes, self.weight_bytes, self.max_layers,
+                self.max_taps, self.max_channels, self.max_side)
+
+    @property
     def act_addr_bits(self):
         return max(1, (self.activation_bytes - 1).bit_length())
 
@@ -108,6 +122,17 @@ def conv_mode(d):
     return None
 
 
+def accumulator_bound(program):
+    """Largest |accumulator| any uint8 input can produce, over all conv layers of ``program``
+    (a decoded :class:`squeezefpga.golden.blob.Program`)."""
+    bound = 0
+    for d in program.convs:
+        w = np.abs(d.weights.codebook.astype(np.int64)[d.weights.codes])
+        per_channel = np.abs(d.weights.bias.astype(np.int64)) + 255 * w.sum(axis=(1, 2, 3))
+        bound = max(bound, int(per_channel.max()))
+    return bound
+
+
 def check_program(config, program, blob_size=None):
     """Raise :class:`ModelFitError` naming the buffer and the sizes if ``program`` does not
     run on an accelerator built with ``config``."""
@@ -122,7 +147,6 @@ def check_program(config, program, blob_size=None):
     if len(program.descriptors) > config.max_layers:
         fail(f"{len(program.descriptors)} program steps, the layer counters hold "
              f"{config.max_layers}")
-    from squeezefpga.golden.integer_model import accumulator_bound
     bound = accumulator_bound(program)
     if bound >= 2 ** 31:
         fail(f"accumulators are 32-bit, the model can reach {bound:,}")

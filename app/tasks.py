@@ -1,0 +1,153 @@
+"""What the commands do, as functions of explicit parameters: the command line parses its
+arguments, calls one of these and prints the result through :mod:`.report`."""
+
+import json
+import os
+from contextlib import contextmanager
+from pathlib import Path
+
+from squeezefpga.config import AcceleratorConfig
+from squeezefpga.errors import SqueezeFPGAError
+from squeezefpga.golden.float_model import float_forward
+from squeezefpga.golden.image import load_image
+from squeezefpga.golden.importer import load_compressed
+from squeezefpga.golden.integer_model import run_integer
+from squeezefpga.golden.perf import layer_work
+from squeezefpga.host.device import Device
+from squeezefpga.models import class_names
+from squeezefpga.sim.board_server import BoardServer
+
+from .model_cache import cache_dir, load_model
+from .simulate import layer_rows, simulate
+
+__all__ = ["accelerator_config", "write_output", "check_output", "golden_scores",
+           "emit_verilog_file", "bench", "open_device", "classify", "BOARDS", "build_report",
+           "write_html_report"]
+
+#: Boards the project builds for.
+BOARDS = ("ulx3s-85f",)
+
+
+def accelerator_config(lanes, **overrides):
+    """The :class:`AcceleratorConfig` of ``lanes`` lanes, or a one-line error."""
+    try:
+        return AcceleratorConfig(lanes=lanes, **overrides)
+    except ValueError as exc:
+        raise SqueezeFPGAError(str(exc)) from None
+
+
+def write_output(path, data, what):
+    """Write ``data`` (bytes or str) to ``path``; a one-line error names what failed."""
+    path = Path(path)
+    try:
+        if isinstance(data, str):
+            path.write_text(data)
+        else:
+            path.write_bytes(data)
+    except OSError as exc:
+        raise SqueezeFPGAError(f"{path}: cannot write {what}: {exc.strerror}") from None
+    return path
+
+
+def check_output(path, what):
+    """Fail at once (before any long work) if ``path`` cannot be written: its folder is
+    missing or not writable, or it is a folder."""
+    path = Path(path)
+    folder = path.parent if str(path.parent) else Path(".")
+    if path.is_dir():
+        raise SqueezeFPGAError(f"{path}: is a folder; give a file name for {what}")
+    if not folder.is_dir():
+        raise SqueezeFPGAError(f"{path}: cannot write {what}: folder {folder} does not exist")
+    if not os.access(folder, os.W_OK) or (path.exists() and not os.access(path, os.W_OK)):
+        raise SqueezeFPGAError(f"{path}: cannot write {what}: permission denied")
+    return path
+
+
+def build_report(board, lanes):
+    """The JSON report of the last ``squeezefpga build`` of ``board`` with ``lanes`` lanes, or
+    None if there is none."""
+    path = cache_dir() / "builds" / board / f"{lanes}-lanes" / "build.json"
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def write_html_report(path, results, model, image_path, board=None):
+    """The HTML report (:mod:`.html_report`) of a run, with the board's build figures if a
+    build of that lane count exists."""
+    from .html_report import render_report
+    build = build_report(board, results[0].lanes) if board else None
+    return write_output(path, render_report(results, model, image_path, class_names(), build),
+                        "the report")
+
+
+def golden_scores(image_path, model_path, use_float=False, blob_path=None, use_cache=True,
+                  progress=None):
+    """Class scores of the golden model for one picture: float32 reference (floats) or the
+    bit-exact integer model (ints)."""
+    if use_float:
+        model = load_compressed(model_path)
+        image = load_image(image_path, model.network.input_shape[1])
+        return [float(s) for s in float_forward(model, image)[model.network.output].ravel()]
+    model = load_model(model_path, blob_path, use_cache, progress)
+    image = load_image(image_path, model.program.input_shape[1])
+    return [int(s) for s in run_integer(model.program, image).logits]
+
+
+def emit_verilog_file(config, output, framed=False, lint=False, synth=False, progress=None):
+    """Write the accelerator's Verilog to ``output``; optionally lint it and run synth_ecp5.
+
+    Returns
+    -------
+    (size in bytes, synthesis figures or None)
+    """
+    from squeezefpga.boards.synthesis import synthesize_ecp5
+    from squeezefpga.sim.accelerator_build import accelerator_verilog
+    from squeezefpga.sim.toolchain import lint as verilator_lint
+    text = accelerator_verilog(config, progress, framed=framed)
+    path = write_output(output, text, "Verilog")
+    if lint:
+        verilator_lint(path)
+    figures = synthesize_ecp5(text, progress=progress) if synth else None
+    return len(text), figures
+
+
+def bench(model, image, lane_counts, progress=None):
+    """One simulation per lane count (all checked before the first build)."""
+    configs = [accelerator_config(lanes) for lanes in lane_counts]
+    for config in configs:
+        model.check(config)
+    return [simulate(model, [image], config, progress=progress)[0] for config in configs]
+
+
+@contextmanager
+def open_device(url, config=None, timeout=10.0, progress=None):
+    """A :class:`Device` on ``url``; ``"sim"`` starts a private simulated board of ``config``
+    for the duration (always stopped at the end)."""
+    server = None
+    try:
+        if url == "sim":
+            server = BoardServer.start(config, progress=progress)
+            url = server.url
+        with Device.open(url, timeout=timeout) as device:
+            yield device
+    finally:
+        if server is not None:
+            server.close()
+
+
+def classify(device, model, image_paths, progress=None):
+    """Load ``model`` if the device lacks it, then classify each picture.
+
+    Yields
+    ------
+    (path, InferenceResult, per-step rows, ideal cycles)
+    """
+    work = layer_work(model.program, device.info().lanes)
+    ideal = sum(w["ideal_cycles"] for w in work)
+    device.load_model(model, progress)
+    for path in image_paths:
+        image = load_image(path, model.program.input_shape[1])
+        result = device.infer(image, progress=progress)
+        yield path, result, layer_rows(result.layer_cycles, work), ideal

@@ -1,0 +1,37 @@
+"""The compiled blob's layout and limits: the byte contract between the compiler, the host and
+the hardware (docs/FORMATS.md describes every field).
+
+Everything here is a constant. ``squeezefpga.golden.blob`` encodes and decodes blobs with
+these; the gateware reads descriptors and weight sections laid out by them.
+"""
+
+import struct
+
+__all__ = ["MAGIC", "VERSION", "HEADER", "HEADER_LENGTH_OFFSET", "HEADER_CRC_OFFSET", "DESCRIPTOR", "OP_CONV",
+           "OP_MAXPOOL", "OP_GLOBAL_SUM", "OP_NAMES", "ENC_NONE", "ENC_DENSE", "ENC_SPARSE",
+           "CODE_BITS", "RUN_BITS", "MAX_RUN", "MAX_CODES", "MULTIPLIER_BITS", "MAX_SHIFT",
+           "MAX_INPUT_PHASE", "ALIGN", "MAX_BLOB_BYTES"]
+
+MAGIC = b"SQZF"
+VERSION = 3
+#: magic, version, steps, input C/H/W, classes, input phase, reserved, activation bytes,
+#: input address, output address, total length, CRC-32 (of the whole blob, this field taken
+#: as zero): 40 bytes. The total length is a multiple of ALIGN.
+HEADER = struct.Struct("<4sHHHHHHHHIIIII")
+HEADER_LENGTH_OFFSET = 32
+HEADER_CRC_OFFSET = 36
+#: op, kernel, stride, pad, in C/H/W, out C/H/W, src, dst, weights offset, entry count,
+#: multiplier, shift, codebook size, encoding, two reserved bytes: 40 bytes.
+DESCRIPTOR = struct.Struct("<BBBBHHHHHHIIIIHBBBBH")
+OP_CONV, OP_MAXPOOL, OP_GLOBAL_SUM = 1, 2, 3
+OP_NAMES = {OP_CONV: "conv", OP_MAXPOOL: "maxpool", OP_GLOBAL_SUM: "global_sum"}
+ENC_NONE, ENC_DENSE, ENC_SPARSE = 0, 1, 2
+CODE_BITS, RUN_BITS = 6, 4
+MAX_RUN = 2 ** RUN_BITS - 1
+MAX_CODES = 2 ** CODE_BITS
+MULTIPLIER_BITS = 15    # requantisation multiplier M in [2**14, 2**15)
+MAX_SHIFT = 63
+MAX_INPUT_PHASE = 4     # input_phase s: the host stores the s*s phases of the image
+ALIGN = 4
+#: The whole real model must stay under this (the Deep Compression paper's 0.5 MB).
+MAX_BLOB_BYTES = 500_000
