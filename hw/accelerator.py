@@ -10,7 +10,8 @@ from squeezefpga.config import AcceleratorConfig
 from .conv_engine import ConvEngine
 from .host_port import HostPort
 from .pool_unit import PoolUnit
-from .ram import Ram
+from .ports import ReadShare, WriteShare
+from .ram import Buffer
 from .sequencer import Sequencer
 
 __all__ = ["Accelerator", "byte_stream_ports"]
@@ -56,8 +57,6 @@ class Accelerator(wiring.Component):
     def elaborate(self, platform):
         m = Module()
         cfg = self.config
-        m.submodules.activations = act = ActivationMemory(cfg.lanes, cfg.activation_bytes)
-        m.submodules.weights = weights = Ram(32, cfg.weight_words, granularity=8)
         m.submodules.layer_counters = counters = Memory(shape=unsigned(32),
                                                         depth=cfg.max_layers, init=[])
         c_write, c_read = counters.write_port(), counters.read_port()
@@ -70,30 +69,35 @@ class Accelerator(wiring.Component):
         wiring.connect(m, port.host_out, wiring.flipped(self.host_out))
         m.d.comb += [self.busy.eq(seq.running | ~port.idle), self.port_idle.eq(port.idle)]
 
-        # Weight buffer: the host writes; host, sequencer and weight decoder read.
-        m.d.comb += [weights.write_addr.eq(port.w_addr), weights.write_data.eq(port.w_data),
-                     weights.write_en.eq(port.w_en)]
-        with m.If(~seq.running):
-            m.d.comb += [weights.read_addr.eq(port.r_addr), weights.read_en.eq(port.r_en)]
-        with m.Elif(seq.fetching):
-            m.d.comb += [weights.read_addr.eq(seq.mem_addr), weights.read_en.eq(seq.mem_en)]
-        with m.Else():
-            m.d.comb += [weights.read_addr.eq(conv.mem_addr), weights.read_en.eq(conv.mem_en)]
-        m.d.comb += [port.r_data.eq(weights.read_data), seq.mem_data.eq(weights.read_data),
-                     conv.mem_data.eq(weights.read_data)]
+        # Weight buffer: the host writes; host, sequencer and weight decoder read, one at a
+        # time (the host while the sequencer is idle).
+        readers = (port.weights, seq.mem, conv.mem)
+        m.submodules.weight_reads = weight_reads = ReadShare(
+            len(port.weights.addr), 32, [len(r.tag) for r in readers])
+        m.submodules.weights = weights = Buffer(32, cfg.weight_words, granularity=8,
+                                                tag_bits=len(weight_reads.memory.tag))
+        for reader, shared in zip(readers, weight_reads.readers):
+            wiring.connect(m, reader, shared)
+        wiring.connect(m, weight_reads.memory, weights.read)
+        wiring.connect(m, port.weights_write, weights.write)
+        m.d.comb += weight_reads.select.eq(Mux(~seq.running, 0, Mux(seq.fetching, 1, 2)))
 
         # Activation memory: the host while idle, else the unit running the current step.
-        for name, fields in (("read", ("addr", "en")), ("write", ("addr", "en", "data", "mask"))):
-            target = getattr(act, name)
-            port_side, conv_side, pool_side = (getattr(u, f"act_{name}") for u in (port, conv,
-                                                                                    pool))
-            owner = Mux(~seq.running, 0, Mux(seq.use_pool, 2, 1))
-            with m.Switch(owner):
-                for i, side in enumerate((port_side, conv_side, pool_side)):
-                    with m.Case(i):
-                        m.d.comb += [getattr(target, f).eq(getattr(side, f)) for f in fields]
-        for u in (port, conv, pool):
-            m.d.comb += u.act_read.data.eq(act.read.data)
+        units = (port, conv, pool)
+        m.submodules.act_reads = act_reads = ReadShare(
+            cfg.act_addr_bits, 8 * cfg.lanes, [len(u.act_read.tag) for u in units])
+        m.submodules.act_writes = act_writes = WriteShare(
+            cfg.act_addr_bits, 8 * cfg.lanes, cfg.lanes, len(units))
+        m.submodules.activations = act = ActivationMemory(
+            cfg.lanes, cfg.activation_bytes, tag_bits=len(act_reads.memory.tag))
+        owner = Mux(~seq.running, 0, Mux(seq.use_pool, 2, 1))
+        for unit, reader, writer in zip(units, act_reads.readers, act_writes.writers):
+            wiring.connect(m, unit.act_read, reader)
+            wiring.connect(m, unit.act_write, writer)
+        wiring.connect(m, act_reads.memory, act.read)
+        wiring.connect(m, act_writes.memory, act.write)
+        m.d.comb += [act_reads.select.eq(owner), act_writes.select.eq(owner),
+                     seq.memory_idle.eq(act.write_idle)]
 
         # Sequencer <-> host port, engines.
         words = seq.words

@@ -6,6 +6,8 @@ from amaranth.lib.wiring import In, Out
 
 from squeezefpga.blob_format import HEADER, HEADER_CRC_OFFSET, HEADER_LENGTH_OFFSET
 
+from .ports import ReadSignature
+
 __all__ = ["BlobVerifier"]
 
 _LENGTH_WORD = HEADER_LENGTH_OFFSET // 4
@@ -32,8 +34,8 @@ class BlobVerifier(wiring.Component):
         Pulse with ``expect`` valid.
     expect : In(32)
         The CRC-32 the host says the blob has.
-    mem_addr, mem_en : Out; mem_data : In(32)
-        Weight buffer read port (data the cycle after ``mem_en``).
+    mem : Out(ReadSignature)
+        Weight buffer read port (:mod:`.ports`); the tag is the word index.
     done : Out(1)
         Pulse when the verdict is in ``ok``.
     ok : Out(1)
@@ -46,7 +48,7 @@ class BlobVerifier(wiring.Component):
         self.word_bits = word_bits
         super().__init__({
             "start": In(1), "expect": In(32),
-            "mem_addr": Out(word_bits), "mem_en": Out(1), "mem_data": In(32),
+            "mem": Out(ReadSignature(word_bits, 32, word_bits + 1)),
             "done": Out(1), "ok": Out(1),
         })
 
@@ -54,34 +56,35 @@ class BlobVerifier(wiring.Component):
         m = Module()
         m.submodules.crc = crc32 = crc.catalog.CRC32_ISO_HDLC(data_width=32).create()
         capacity = 1 << self.word_bits
-        issue, limit = Signal(self.word_bits + 1), Signal(self.word_bits + 1)
-        pending, pending_word = Signal(), Signal(self.word_bits + 1)
+        issued, answered = Signal(self.word_bits + 1), Signal(self.word_bits + 1)
+        limit = Signal(self.word_bits + 1)
         length_ok, stored, expect = Signal(), Signal(32), Signal(32)
-        words = self.mem_data[2:]
+        word, data = self.mem.rtag, self.mem.data
         with m.FSM():
             with m.State("IDLE"):
                 with m.If(self.start):
-                    m.d.sync += [issue.eq(0), limit.eq(_HEADER_WORDS), pending.eq(0),
+                    m.d.sync += [issued.eq(0), answered.eq(0), limit.eq(_HEADER_WORDS),
                                  length_ok.eq(0), expect.eq(self.expect)]
                     m.next = "READ"
             with m.State("READ"):
-                # Issue word `issue`; the word read last cycle arrives now.
-                m.d.sync += pending.eq(issue < limit)
-                with m.If(issue < limit):
-                    m.d.comb += [self.mem_addr.eq(issue), self.mem_en.eq(1)]
-                    m.d.sync += [issue.eq(issue + 1), pending_word.eq(issue)]
-                with m.If(pending):
-                    m.d.comb += [crc32.valid.eq(1), crc32.start.eq(pending_word == 0),
-                                 crc32.data.eq(Mux(pending_word == _CRC_WORD, 0,
-                                                   self.mem_data))]
-                    with m.If(pending_word == _LENGTH_WORD):
-                        fits = ((self.mem_data[:2] == 0) & (words >= _HEADER_WORDS)
-                                & (words <= capacity))
+                # Words go out one per cycle up to the limit: the header's first, then as many
+                # as the header's length says, once that word is back.
+                with m.If(issued < limit):
+                    m.d.comb += [self.mem.addr.eq(issued), self.mem.en.eq(1),
+                                 self.mem.tag.eq(issued)]
+                    m.d.sync += issued.eq(issued + 1)
+                with m.If(self.mem.valid):
+                    m.d.sync += answered.eq(answered + 1)
+                    m.d.comb += [crc32.valid.eq(1), crc32.start.eq(word == 0),
+                                 crc32.data.eq(Mux(word == _CRC_WORD, 0, data))]
+                    with m.If(word == _LENGTH_WORD):
+                        words = data[2:]
+                        fits = (data[:2] == 0) & (words >= _HEADER_WORDS) & (words <= capacity)
                         m.d.sync += [length_ok.eq(fits),
                                      limit.eq(Mux(fits, words, _HEADER_WORDS))]
-                    with m.If(pending_word == _CRC_WORD):
-                        m.d.sync += stored.eq(self.mem_data)
-                with m.Elif(issue >= limit):
+                    with m.If(word == _CRC_WORD):
+                        m.d.sync += stored.eq(data)
+                with m.Elif((issued >= limit) & (answered == issued)):
                     m.next = "DECIDE"           # the CRC register holds the last word now
             with m.State("DECIDE"):
                 m.d.comb += [self.done.eq(1),

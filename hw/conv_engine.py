@@ -6,19 +6,71 @@ grid positions; each weight is broadcast to all lanes, and lane l reads the inpu
 memory. 3x3 padding is a per-lane mask; the polyphase conv1 ("valid") and conv10's 1x1 pad 1
 ("border") write their outputs row segment by row segment. docs/ARCHITECTURE.md has the
 picture; golden/integer_model.py is the arithmetic this must match bit for bit.
+
+The pipeline, every stage registered (an FPGA design, not only a simulation):
+
+    issue -> fetch (list -> tap table, codebook) -> address -> [activation memory]
+          -> masks -> multiply (one MULT18X18D per lane) -> accumulate
+          -> capture -> requantise (shared units) -> collect -> write
 """
 
-from amaranth import Array, Cat, Const, Module, Mux, Signal, signed, unsigned
-from amaranth.lib import wiring
+from types import SimpleNamespace
+
+from amaranth import Array, Cat, Module, Mux, Signal, signed, unsigned
+from amaranth.lib import data, wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
 from squeezefpga.blob_format import CODE_BITS, MULTIPLIER_BITS
 
-from .activation_memory import ReadSignature, WriteSignature
+from .ports import ReadSignature, WriteSignature
+from .requantizer import Requantizer
 from .weight_decoder import WeightDecoder
 
-__all__ = ["ConvEngine"]
+__all__ = ["ConvEngine", "tile_layout", "tap_layout"]
+
+#: Lanes that share one copy of the broadcast weight register (fan-out of the weight).
+WEIGHT_FANOUT = 8
+#: Lanes per requantiser: requantisation runs once per output, time-shared.
+LANES_PER_REQUANTIZER = 16
+
+
+def tile_layout(config):
+    """Where a tile's outputs go (carried from the issue to the writer)."""
+    S, A = config.side_bits, config.act_addr_bits
+    return data.StructLayout({
+        "border": 1,                # conv10's bubble tile: writes the border
+        "q0": 2 * S,                # grid position of lane 0
+        "x0": S, "y0": S + 1,       # its column and row
+        "rowbase": 2 * S + 2,       # (oy * out_w + ox) of its first output
+        "plane": A,                 # address of the output channel's plane
+    })
+
+
+def tap_layout(config):
+    """What one weight carries through the activation memory to the lanes."""
+    bits = config.lanes.bit_length()
+    return data.StructLayout({
+        "first": 1, "last": 1,      # first / last weight of the tile
+        "real": 1,                  # a weight (not a padding slot of a short list)
+        "tile0": 1,                 # the channel's first tile (lane columns start over)
+        "w": signed(8),
+        "bias": signed(32),
+        "edge": 4,                  # the tap reaches: left, right, top, bottom padding
+        "top": bits,                # lanes l < top sit in the first input row
+        "bottom": bits,             # lanes l >= bottom sit in the last input row
+        "tile": tile_layout(config),
+    })
+
+
+def _thermometer(count, lanes):
+    """Bit l set for l < ``count``."""
+    return Cat(count > l for l in range(lanes))
+
+
+def _clamp(value, top):
+    """``value`` limited to 0 .. ``top``."""
+    return Mux(value < 0, 0, Mux(value > top, top, value))
 
 
 class ConvEngine(wiring.Component):
@@ -36,167 +88,188 @@ class ConvEngine(wiring.Component):
     multiplier, shift, n_codes, sparse, mode_valid, mode_border : In
         The descriptor (``mode_*`` from :func:`squeezefpga.config.conv_mode`).
     done : Out(1)
-        Pulse at the end of the layer.
-    mem_addr, mem_en : Out; mem_data : In(32)
-        Weight buffer read port.
+        Pulse once the last output has been given to the write port.
+    mem : Out(ReadSignature)
+        Weight buffer read port (the weight decoder's).
     act_read : Out(ReadSignature); act_write : Out(WriteSignature)
     mac_entries : Out(1)
-        High on every cycle a weight reaches the MAC stage.
+        High on every cycle a weight reaches the accumulators.
     lanes_busy : Out
         Lanes on grid positions during that cycle.
     """
 
-    PIPE = 10                       # cycles from issue to the writer, plus margin
-
     def __init__(self, config):
         self.config = c = config
         a, s, ch = c.act_addr_bits, c.side_bits, c.channel_bits
+        word_bits = max(1, (c.weight_words - 1).bit_length())
+        self.tap = tap_layout(c)
+        self.requantizers = max(1, c.lanes // LANES_PER_REQUANTIZER)
+        self.group = c.lanes // self.requantizers       # lanes per requantiser
+        self._decoder = WeightDecoder(word_bits, c.tap_bits, ch)
         super().__init__({
             "start": In(1),
             "src": In(a), "dst": In(a),
             "in_c": In(16), "in_h": In(s), "in_w": In(s),
             "out_c": In(ch + 1), "out_h": In(s), "out_w": In(s),
             "kernel": In(4), "pad": In(2),
-            "weights_addr": In((c.weight_words - 1).bit_length() + 2),
+            "weights_addr": In(word_bits + 2),
             "count": In(32),
             "multiplier": In(MULTIPLIER_BITS), "shift": In(6),
             "n_codes": In(CODE_BITS + 1), "sparse": In(1),
             "mode_valid": In(1), "mode_border": In(1),
             "done": Out(1),
-            "mem_addr": Out(max(1, (c.weight_words - 1).bit_length())),
-            "mem_en": Out(1),
-            "mem_data": In(32),
-            "act_read": Out(ReadSignature(c.lanes, a)),
-            "act_write": Out(WriteSignature(c.lanes, a)),
+            "mem": Out(ReadSignature(word_bits, 32, len(self._decoder.mem.tag))),
+            "act_read": Out(ReadSignature(a, 8 * c.lanes, self.tap.size)),
+            "act_write": Out(WriteSignature(a, 8 * c.lanes, c.lanes)),
             "mac_entries": Out(1),
             "lanes_busy": Out(c.lanes.bit_length()),
         })
 
     def elaborate(self, platform):
         m = Module()
-        cfg = self.config
-        N = cfg.lanes
-        A, S, T = cfg.act_addr_bits, cfg.side_bits, cfg.tap_bits
-        OFF = signed(A + 2)                 # tap offsets and signed address arithmetic
-        word_bits = len(self.mem_addr)
+        st = SimpleNamespace()           # the signals the stages share
+        self._buffers(m, st)
+        self._control(m, st)
+        self._fetch(m, st)
+        self._lanes(m, st)
+        self._requantize(m, st)
+        self._writer(m, st)
+        m.d.comb += st.busy.eq(Cat(st.s1.valid, st.s2.valid, st.s3.valid, st.in_flight != 0,
+                                   st.x_valid, st.p_valid, st.rq_left != 0, st.collected,
+                                   st.w_active).any())
+        return m
 
-        # ---- buffers ------------------------------------------------------------------------
-        m.submodules.decoder = dec = WeightDecoder(word_bits, T, cfg.channel_bits)
+    # -- buffers and the weight decoder --------------------------------------------------------
+
+    def _buffers(self, m, st):
+        cfg, T = self.config, self.config.tap_bits
+        A = cfg.act_addr_bits
+        m.submodules.decoder = dec = self._decoder
         m.submodules.codebook = book = Memory(shape=signed(8), depth=2 ** CODE_BITS, init=[])
-        m.submodules.biases = biases = Memory(shape=signed(32), depth=cfg.max_channels, init=[])
-        m.submodules.lists = lists = Memory(shape=unsigned(T + CODE_BITS), depth=2 * cfg.max_taps,
-                                            init=[])
+        m.submodules.biases = biases = Memory(shape=signed(32), depth=cfg.max_channels,
+                                              init=[])
+        m.submodules.lists = lists = Memory(shape=unsigned(T + CODE_BITS),
+                                            depth=2 * cfg.max_taps, init=[])
         # Tap table: input offset of each (c, ky, kx) and which pad edges it reaches.
-        m.submodules.taps = taps = Memory(shape=unsigned(A + 2 + 4), depth=cfg.max_taps, init=[])
-        book_w, book_r = book.write_port(), book.read_port()
-        bias_w, bias_r = biases.write_port(), biases.read_port()
-        list_w, list_r = lists.write_port(), lists.read_port()
-        tap_w, tap_r = taps.write_port(), taps.read_port()
-
-        full = Signal(2)
-        counts = Array([Signal(T + 1, name=f"count{i}") for i in range(2)])
-        release = Signal(2)
+        m.submodules.taps = taps = Memory(shape=unsigned(A + 2 + 4), depth=cfg.max_taps,
+                                          init=[])
+        st.book_w, st.book_r = book.write_port(), book.read_port()
+        st.bias_w, st.bias_r = biases.write_port(), biases.read_port()
+        st.list_w, st.list_r = lists.write_port(), lists.read_port()
+        st.tap_w, st.tap_r = taps.write_port(), taps.read_port()
+        st.full = Signal(2)
+        st.counts = Array([Signal(T + 1, name=f"count{i}") for i in range(2)])
+        st.release = Signal(2)
+        st.n_taps = Signal(T + 1)
+        wiring.connect(m, dec.mem, wiring.flipped(self.mem))
         m.d.comb += [
             dec.sparse.eq(self.sparse),
             dec.bias_addr.eq(self.weights_addr),
             dec.entries_addr.eq(self.weights_addr + 4 * self.out_c + self.n_codes),
             dec.n_codes.eq(self.n_codes), dec.count.eq(self.count), dec.out_c.eq(self.out_c),
-            self.mem_addr.eq(dec.mem_addr), self.mem_en.eq(dec.mem_en),
-            dec.mem_data.eq(self.mem_data),
-            book_w.en.eq(dec.book_we), book_w.addr.eq(dec.book_addr), book_w.data.eq(dec.book_data),
-            bias_w.en.eq(dec.bias_we), bias_w.addr.eq(dec.bias_addr_w),
-            bias_w.data.eq(dec.bias_data),
-            list_w.en.eq(dec.list_we), list_w.addr.eq(dec.list_addr),
-            list_w.data.eq(Cat(dec.list_tap, dec.list_code)),
-            dec.full.eq(full),
+            dec.taps.eq(st.n_taps),
+            st.book_w.en.eq(dec.book_we), st.book_w.addr.eq(dec.book_addr),
+            st.book_w.data.eq(dec.book_data),
+            st.bias_w.en.eq(dec.bias_we), st.bias_w.addr.eq(dec.bias_addr_w),
+            st.bias_w.data.eq(dec.bias_data),
+            st.list_w.en.eq(dec.list_we), st.list_w.addr.eq(dec.list_addr),
+            st.list_w.data.eq(Cat(dec.list_tap, dec.list_code)),
+            dec.full.eq(st.full),
         ]
-        m.d.sync += full.eq((full | Mux(dec.chan_done, 1 << dec.chan_buf, 0)) & ~release)
+        m.d.sync += st.full.eq((st.full | Mux(dec.chan_done, 1 << dec.chan_buf, 0))
+                               & ~st.release)
         with m.If(dec.chan_done):
-            m.d.sync += counts[dec.chan_buf].eq(dec.chan_count)
+            m.d.sync += st.counts[dec.chan_buf].eq(dec.chan_count)
 
-        # ---- layer constants (SETUP) ----------------------------------------------------------
-        plane_in, plane_out = Signal(2 * S), Signal(2 * S)
-        n_taps, q_end = Signal(T + 1), Signal(2 * S)
-        div_a, div_b = Signal(range(N + 1)), Signal(range(N + 1))   # N = a * in_w + b
+    # -- the layer: setup, tap table, channels and tiles, issue (S0) ---------------------------
+
+    def _control(self, m, st):
+        cfg = self.config
+        N, A, S, T = cfg.lanes, cfg.act_addr_bits, cfg.side_bits, cfg.tap_bits
+        OFF = signed(A + 2)                 # tap offsets and signed address arithmetic
+        dec = self._decoder
+        # Layer constants.
+        st.plane_in, plane_out = Signal(2 * S), Signal(2 * S)
+        st.q_end = Signal(2 * S)
+        st.div_a, st.div_b = Signal(range(N + 1)), Signal(range(N + 1))   # N = a*in_w + b
         rows_per_tile = Signal(S + 1)
-        masked = Signal()                  # 3x3 pad 1: per-lane edge masks
-        merged = Signal()                  # output grid == input grid: one write per tile
-        wv, hv = Signal(S), Signal(S)      # valid grid columns / rows
+        st.masked = Signal()               # 3x3 pad 1: per-lane edge masks
+        st.merged = Signal()               # output grid == input grid: one write per tile
+        st.wv, st.hv = Signal(S), Signal(S)       # valid grid columns / rows
         origin_out = Signal(S + 1)         # (oy * out_w + ox) of the first written pixel
         row_step = Signal(2 * S + 1)       # a * out_w
-        m.d.comb += dec.taps.eq(n_taps)
-        x_init = [Signal(S, name=f"x_init{l}") for l in range(N)]
-        x_cur = [Signal(S, name=f"x_cur{l}") for l in range(N)]
-        # table build counters
+        st.x_init = [Signal(S, name=f"x_init{l}") for l in range(N)]
+        # Tap table build counters.
         tky, tkx = Signal(4), Signal(4)
         t_idx = Signal(T + 1)
         t_cbase, t_row = Signal(OFF), Signal(OFF)
         lane_x, lane_i = Signal(S), Signal(range(N + 1))
-
-        # ---- issue (S0) state -----------------------------------------------------------------
+        # Issue state.
         rb = Signal()
-        chan = Signal(len(self.out_c))
+        st.chan = chan = Signal(len(self.out_c))
         plane = Signal(A)
         q0, x0, y0 = Signal(2 * S), Signal(S), Signal(S + 1)
         rowbase = Signal(2 * S + 2)
         j, length, n_real = Signal(T + 1), Signal(T + 1), Signal(T + 1)
         tile0, border = Signal(), Signal()
-        drain = Signal(range(self.PIPE + 1))
-        writer_busy = Signal()
-
-        s0 = Signal()                      # an entry is issued this cycle
-        s0_first, s0_last, s0_real = Signal(), Signal(), Signal()
-
+        st.busy = Signal()                 # any stage after issue still holds work
+        st.s0 = SimpleNamespace(valid=Signal(), first=Signal(), last=Signal(), real=Signal(),
+                                tile0=tile0, border=border, q0=q0, x0=x0, y0=y0,
+                                rowbase=rowbase, plane=plane)
+        s0 = st.s0
         m.d.comb += [
-            list_r.addr.eq(Cat(j[:T], rb)), list_r.en.eq(1),
-            bias_r.addr.eq(chan), bias_r.en.eq(1),
-            s0_first.eq(j == 0), s0_last.eq(j == length - 1), s0_real.eq(j < n_real),
+            st.list_r.addr.eq(Cat(j[:T], rb)), st.list_r.en.eq(1),
+            st.bias_r.addr.eq(chan), st.bias_r.en.eq(1),
+            s0.first.eq(j == 0), s0.last.eq(j == length - 1), s0.real.eq(j < n_real),
         ]
 
         def length_of(count):
-            return Mux(count > rows_per_tile, count, rows_per_tile)
+            # A tile takes at least the writes it needs and what the requantisers need.
+            floor = Mux(rows_per_tile > self.group, rows_per_tile, self.group)
+            return Mux(count > floor, count, floor)
 
         with m.FSM():
             with m.State("IDLE"):
                 with m.If(self.start):
                     m.d.comb += dec.start.eq(1)
                     m.d.sync += [
-                        plane_in.eq(self.in_h * self.in_w),
+                        st.plane_in.eq(self.in_h * self.in_w),
                         plane_out.eq(self.out_h * self.out_w),
-                        n_taps.eq(self.in_c * self.kernel * self.kernel),
-                        masked.eq(~self.mode_valid & ~self.mode_border & (self.pad == 1)),
-                        merged.eq(~self.mode_valid & ~self.mode_border),
-                        wv.eq(Mux(self.mode_valid, self.out_w, self.in_w)),
-                        hv.eq(Mux(self.mode_valid, self.out_h, self.in_h)),
+                        st.n_taps.eq(self.in_c * self.kernel * self.kernel),
+                        st.masked.eq(~self.mode_valid & ~self.mode_border & (self.pad == 1)),
+                        st.merged.eq(~self.mode_valid & ~self.mode_border),
+                        st.wv.eq(Mux(self.mode_valid, self.out_w, self.in_w)),
+                        st.hv.eq(Mux(self.mode_valid, self.out_h, self.in_h)),
                         origin_out.eq(Mux(self.mode_border, self.out_w + 1, 0)),
-                        div_a.eq(0), div_b.eq(N),
+                        st.div_a.eq(0), st.div_b.eq(N),
                         tky.eq(0), tkx.eq(0), t_idx.eq(0), t_cbase.eq(0),
                         t_row.eq(0), lane_x.eq(0), lane_i.eq(0),
                     ]
                     m.next = "DIVIDE"
             with m.State("DIVIDE"):        # N = a * in_w + b by repeated subtraction
-                with m.If(div_b >= self.in_w):
-                    m.d.sync += [div_b.eq(div_b - self.in_w), div_a.eq(div_a + 1)]
+                with m.If(st.div_b >= self.in_w):
+                    m.d.sync += [st.div_b.eq(st.div_b - self.in_w), st.div_a.eq(st.div_a + 1)]
                 with m.Else():
                     m.d.sync += [
-                        q_end.eq(hv * self.in_w),
-                        row_step.eq(div_a * self.out_w),
-                        rows_per_tile.eq(Mux(merged, 1, Mux(self.mode_border,
-                                                            Mux(self.out_h + 1 > div_a + 2,
-                                                                self.out_h + 1, div_a + 2),
-                                                            div_a + 2))),
+                        st.q_end.eq(st.hv * self.in_w),
+                        row_step.eq(st.div_a * self.out_w),
+                        rows_per_tile.eq(Mux(st.merged, 1, Mux(
+                            self.mode_border,
+                            Mux(self.out_h + 1 > st.div_a + 2, self.out_h + 1, st.div_a + 2),
+                            st.div_a + 2))),
                     ]
                     m.next = "TABLE"
             with m.State("TABLE"):
                 # Tap table (one tap per cycle) and the lanes' column positions (shifted in).
-                pad = Mux(masked, 1, 0)
+                pad = Mux(st.masked, 1, 0)
                 m.d.comb += [
-                    tap_w.en.eq(t_idx < n_taps), tap_w.addr.eq(t_idx),
-                    tap_w.data.eq(Cat((t_cbase + t_row + tkx - pad * (self.in_w + 1))[:A + 2],
-                                      masked & (tkx < 1), masked & (tkx > 1),
-                                      masked & (tky < 1), masked & (tky > 1))),
+                    st.tap_w.en.eq(t_idx < st.n_taps), st.tap_w.addr.eq(t_idx),
+                    st.tap_w.data.eq(Cat(
+                        (t_cbase + t_row + tkx - pad * (self.in_w + 1))[:A + 2],
+                        st.masked & (tkx < 1), st.masked & (tkx > 1),
+                        st.masked & (tky < 1), st.masked & (tky > 1))),
                 ]
-                with m.If(t_idx < n_taps):
+                with m.If(t_idx < st.n_taps):
                     m.d.sync += t_idx.eq(t_idx + 1)
                     with m.If(tkx + 1 < self.kernel):
                         m.d.sync += tkx.eq(tkx + 1)
@@ -206,180 +279,250 @@ class ConvEngine(wiring.Component):
                             m.d.sync += [tky.eq(tky + 1), t_row.eq(t_row + self.in_w)]
                         with m.Else():
                             m.d.sync += [tky.eq(0), t_row.eq(0),
-                                         t_cbase.eq(t_cbase + plane_in)]
+                                         t_cbase.eq(t_cbase + st.plane_in)]
                 with m.If(lane_i < N):
-                    m.d.sync += [x_init[N - 1].eq(lane_x), lane_i.eq(lane_i + 1),
+                    m.d.sync += [st.x_init[N - 1].eq(lane_x), lane_i.eq(lane_i + 1),
                                  lane_x.eq(Mux(lane_x + 1 >= self.in_w, 0, lane_x + 1))]
-                    m.d.sync += [x_init[l].eq(x_init[l + 1]) for l in range(N - 1)]
-                with m.If((t_idx >= n_taps) & (lane_i >= N)):
+                    m.d.sync += [st.x_init[l].eq(st.x_init[l + 1]) for l in range(N - 1)]
+                with m.If((t_idx >= st.n_taps) & (lane_i >= N)):
                     m.d.sync += [rb.eq(0), chan.eq(0), plane.eq(self.dst)]
                     m.next = "CHANNEL"
             with m.State("CHANNEL"):
                 with m.If(chan == self.out_c):
-                    m.d.sync += drain.eq(self.PIPE)
                     m.next = "DRAIN"
-                with m.Elif(full.bit_select(rb, 1)):
-                    m.d.sync += [j.eq(0), n_real.eq(counts[rb]), length.eq(length_of(counts[rb])),
+                with m.Elif(st.full.bit_select(rb, 1)):
+                    m.d.sync += [j.eq(0), n_real.eq(st.counts[rb]),
+                                 length.eq(length_of(st.counts[rb])),
                                  q0.eq(0), x0.eq(0), y0.eq(0), rowbase.eq(origin_out),
                                  tile0.eq(1), border.eq(0)]
                     m.next = "REPLAY"
             with m.State("REPLAY"):
-                m.d.comb += s0.eq(1)
+                m.d.comb += s0.valid.eq(1)
                 m.d.sync += j.eq(j + 1)
-                with m.If(s0_last):
+                with m.If(s0.last):
                     m.d.sync += [j.eq(0), tile0.eq(0)]
-                    last_tile = q0 + N >= q_end
+                    last_tile = q0 + N >= st.q_end
                     with m.If(border | last_tile & ~self.mode_border):
-                        m.d.comb += release.eq(1 << rb)
-                        m.d.sync += [rb.eq(~rb), chan.eq(chan + 1), plane.eq(plane + plane_out)]
+                        m.d.comb += st.release.eq(1 << rb)
+                        m.d.sync += [rb.eq(~rb), chan.eq(chan + 1),
+                                     plane.eq(plane + plane_out)]
                         m.next = "CHANNEL"
                     with m.Elif(last_tile):
                         # conv10's border: one bubble tile whose accumulators are the bias.
-                        m.d.sync += [border.eq(1), n_real.eq(0), length.eq(self.out_h + 1)]
+                        m.d.sync += [border.eq(1), n_real.eq(0),
+                                     length.eq(length_of(self.out_h + 1))]
                     with m.Else():
-                        wrap = x0 + div_b >= self.in_w
+                        wrap = x0 + st.div_b >= self.in_w
                         m.d.sync += [
                             q0.eq(q0 + N),
-                            x0.eq(Mux(wrap, x0 + div_b - self.in_w, x0 + div_b)),
-                            y0.eq(y0 + div_a + wrap),
+                            x0.eq(Mux(wrap, x0 + st.div_b - self.in_w, x0 + st.div_b)),
+                            y0.eq(y0 + st.div_a + wrap),
                             rowbase.eq(rowbase + row_step + Mux(wrap, self.out_w, 0)),
                         ]
             with m.State("DRAIN"):
-                with m.If(drain != 0):
-                    m.d.sync += drain.eq(drain - 1)
-                with m.Elif(~writer_busy):
+                with m.If(~st.busy):
                     m.d.comb += self.done.eq(1)
                     m.next = "IDLE"
 
-        # ---- S1: list entry -> tap table and codebook reads -----------------------------------
-        def stage(name, fields):
-            return {k: Signal(v, name=f"{name}_{k}") for k, v in fields.items()}
+    # -- S1: list entry -> tap table and codebook; S2: the address -----------------------------
 
-        info = {"first": 1, "last": 1, "real": 1, "tile0": 1, "border": 1, "q0": 2 * S,
-                "x0": S, "y0": S + 1, "rowbase": 2 * S + 2, "plane": A}
-        s1 = stage("s1", {"valid": 1, **info})
-        m.d.sync += s1["valid"].eq(s0)
-        m.d.sync += [s1[k].eq(v) for k, v in dict(
-            first=s0_first, last=s0_last, real=s0_real, tile0=tile0, border=border, q0=q0,
-            x0=x0, y0=y0, rowbase=rowbase, plane=plane).items()]
-        m.d.comb += [tap_r.addr.eq(list_r.data[:T]), tap_r.en.eq(1),
-                     book_r.addr.eq(list_r.data[T:]), book_r.en.eq(1)]
+    def _fetch(self, m, st):
+        cfg = self.config
+        N, A, T = cfg.lanes, cfg.act_addr_bits, cfg.tap_bits
+        s0 = st.s0
+        tile = tile_layout(cfg)
+        fields = ("first", "last", "real", "tile0")
+        st.s1 = s1 = SimpleNamespace(valid=Signal(name="s1_valid"),
+                                     tile=Signal(tile, name="s1_tile"),
+                                     **{k: Signal(name=f"s1_{k}") for k in fields})
+        m.d.sync += [s1.valid.eq(s0.valid)] + [getattr(s1, k).eq(getattr(s0, k))
+                                              for k in fields]
+        m.d.sync += [s1.tile.border.eq(s0.border), s1.tile.q0.eq(s0.q0), s1.tile.x0.eq(s0.x0),
+                     s1.tile.y0.eq(s0.y0), s1.tile.rowbase.eq(s0.rowbase),
+                     s1.tile.plane.eq(s0.plane)]
+        m.d.comb += [st.tap_r.addr.eq(st.list_r.data[:T]), st.tap_r.en.eq(1),
+                     st.book_r.addr.eq(st.list_r.data[T:]), st.book_r.en.eq(1)]
 
-        # ---- S2: address of the lanes' input bytes ----------------------------------------------
-        s2 = stage("s2", {"valid": 1, "bias": signed(32), **info})
-        m.d.sync += [s2[k].eq(s1[k]) for k in ("valid", *info)]
-        m.d.sync += s2["bias"].eq(bias_r.data)
-        offset = tap_r.data[:A + 2].as_signed()
-        edge = tap_r.data[A + 2:]
-        m.d.comb += [self.act_read.addr.eq(self.src + s2["q0"] + offset),
-                     self.act_read.en.eq(s2["valid"])]
+        # S2: the bias (asked for at S0) is registered; the tap table and codebook answer.
+        st.s2 = s2 = SimpleNamespace(valid=Signal(name="s2_valid"),
+                                     tile=Signal(tile, name="s2_tile"),
+                                     bias=Signal(signed(32), name="s2_bias"),
+                                     **{k: Signal(name=f"s2_{k}") for k in fields})
+        m.d.sync += [s2.valid.eq(s1.valid), s2.tile.eq(s1.tile), s2.bias.eq(st.bias_r.data)]
+        m.d.sync += [getattr(s2, k).eq(getattr(s1, k)) for k in fields]
 
-        # ---- S3: lanes receive their bytes; padding masks ---------------------------------------
-        s3 = stage("s3", {"valid": 1, "bias": signed(32), "w": signed(8), "edge": 4, **info})
-        m.d.sync += [s3[k].eq(s2[k]) for k in ("valid", "bias", *info)]
-        m.d.sync += [s3["w"].eq(Mux(s2["real"], book_r.data, 0)), s3["edge"].eq(edge)]
-        x_used = [Mux(s3["tile0"], x_init[l], x_cur[l]) for l in range(N)]
-        bottom_start = Signal(2 * S)
-        m.d.comb += bottom_start.eq(plane_in - self.in_w)
+        # S3: the address and the lane masks' row thresholds, registered: the memory's
+        # request comes straight from registers.
+        st.s3 = s3 = SimpleNamespace(valid=Signal(name="s3_valid"), addr=Signal(A),
+                                     tag=Signal(self.tap))
+        offset = st.tap_r.data[:A + 2].as_signed()
+        q0 = s2.tile.q0
+        bottom_start = st.plane_in - self.in_w
+        m.d.sync += [
+            s3.valid.eq(s2.valid),
+            s3.addr.eq(self.src + q0 + offset),
+            s3.tag.first.eq(s2.first), s3.tag.last.eq(s2.last), s3.tag.real.eq(s2.real),
+            s3.tag.tile0.eq(s2.tile0), s3.tag.tile.eq(s2.tile),
+            s3.tag.w.eq(Mux(s2.real, st.book_r.data, 0)),
+            s3.tag.bias.eq(s2.bias),
+            s3.tag.edge.eq(st.tap_r.data[A + 2:]),
+            s3.tag.top.eq(_clamp(self.in_w - q0.as_signed(), N)),
+            s3.tag.bottom.eq(_clamp(bottom_start.as_signed() - q0, N)),
+        ]
+        m.d.comb += [self.act_read.addr.eq(s3.addr), self.act_read.en.eq(s3.valid),
+                     self.act_read.tag.eq(s3.tag)]
+        st.in_flight = Signal(range(64))
+        m.d.sync += st.in_flight.eq(st.in_flight + s3.valid - self.act_read.valid)
+
+    # -- the lanes: masks, products, accumulators ----------------------------------------------
+
+    def _lanes(self, m, st):
+        cfg = self.config
+        N, S = cfg.lanes, cfg.side_bits
+        answer = data.View(self.tap, self.act_read.rtag)
+        valid = self.act_read.valid
+        # Lane columns: from the table for a channel's first tile, then advanced per tile.
+        x_cur = [Signal(S, name=f"x_cur{l}") for l in range(N)]
+        x_used = [Mux(answer.tile0, st.x_init[l], x_cur[l]) for l in range(N)]
+        top = _thermometer(answer.top, N)
+        below = _thermometer(answer.bottom, N)
+        edge = answer.edge
         xs = []
         for l in range(N):
-            pos = s3["q0"] + l
-            invalid = ((s3["edge"][0] & (x_used[l] == 0))
-                       | (s3["edge"][1] & (x_used[l] == self.in_w - 1))
-                       | (s3["edge"][2] & (pos < self.in_w))
-                       | (s3["edge"][3] & (pos >= bottom_start)))
+            invalid = ((edge[0] & (x_used[l] == 0))
+                       | (edge[1] & (x_used[l] == self.in_w - 1))
+                       | (edge[2] & top[l])
+                       | (edge[3] & ~below[l]))
             xs.append(Mux(invalid, 0, self.act_read.data[8 * l: 8 * l + 8]))
-        with m.If(s3["valid"] & s3["last"] & ~s3["border"]):
+        with m.If(valid & answer.last & ~answer.tile.border):
             for l in range(N):
-                step = x_used[l] + div_b
+                step = x_used[l] + st.div_b
                 m.d.sync += x_cur[l].eq(Mux(step >= self.in_w, step - self.in_w, step))
 
-        # ---- S4: products -----------------------------------------------------------------------
-        s4 = stage("s4", {"valid": 1, "bias": signed(32), "w": signed(8), **info})
-        m.d.sync += [s4[k].eq(s3[k]) for k in ("valid", "bias", "w", *info)]
-        x4 = [Signal(8, name=f"x4_{l}") for l in range(N)]
-        m.d.sync += [x4[l].eq(xs[l]) for l in range(N)]
-        s5 = stage("s5", {"valid": 1, "bias": signed(32), **info})
-        m.d.sync += [s5[k].eq(s4[k]) for k in ("valid", "bias", *info)]
+        # X: the lanes' bytes and the weight (one copy per WEIGHT_FANOUT lanes), registered:
+        # the multipliers' input registers.
+        st.x_valid = Signal()
+        x = [Signal(8, name=f"x{l}") for l in range(N)]
+        weights = [Signal(signed(8), name=f"w{g}", attrs={"keep": 1})
+                   for g in range(-(-N // WEIGHT_FANOUT))]
+        info = Signal(data.StructLayout({"first": 1, "last": 1, "real": 1, "bias": signed(32),
+                                         "tile": tile_layout(cfg)}))
+        m.d.sync += [st.x_valid.eq(valid)] + [x[l].eq(xs[l]) for l in range(N)]
+        m.d.sync += [w.eq(answer.w) for w in weights]
+        m.d.sync += [info.first.eq(answer.first), info.last.eq(answer.last),
+                     info.real.eq(answer.real), info.bias.eq(answer.bias),
+                     info.tile.eq(answer.tile)]
+
+        # P: products (the multipliers' output registers).
+        st.p_valid = Signal()
         prod = [Signal(signed(17), name=f"prod{l}") for l in range(N)]
-        m.d.sync += [prod[l].eq(s4["w"] * x4[l]) for l in range(N)]
+        p_info = Signal(info.shape(), name="p_info")
+        m.d.sync += [st.p_valid.eq(st.x_valid), p_info.eq(info)]
+        m.d.sync += [prod[l].eq(weights[l // WEIGHT_FANOUT] * x[l]) for l in range(N)]
 
-        # ---- S5: accumulate (bias on a tile's first weight) -------------------------------------
+        # Accumulate (the bias on a tile's first weight); capture the tile at its last.
         acc = [Signal(signed(32), name=f"acc{l}") for l in range(N)]
-        acc_next = [Mux(s5["first"], s5["bias"], acc[l]) + prod[l] for l in range(N)]
-        with m.If(s5["valid"]):
-            m.d.sync += [acc[l].eq(acc_next[l]) for l in range(N)]
-        m.d.comb += [self.mac_entries.eq(s5["valid"] & s5["real"])]
-        span = q_end - s5["q0"]
-        with m.If(s5["valid"] & s5["real"]):
+        st.acc_next = [Mux(p_info.first, p_info.bias, acc[l]) + prod[l] for l in range(N)]
+        with m.If(st.p_valid):
+            m.d.sync += [acc[l].eq(st.acc_next[l]) for l in range(N)]
+        m.d.comb += self.mac_entries.eq(st.p_valid & p_info.real)
+        span = st.q_end - p_info.tile.q0
+        with m.If(st.p_valid & p_info.real):
             m.d.comb += self.lanes_busy.eq(Mux(span > N, N, span))
+        st.capture = Signal()
+        st.capture_tile = p_info.tile
+        m.d.comb += st.capture.eq(st.p_valid & p_info.last)
 
-        # ---- R1, R2: requantisation -------------------------------------------------------------
-        tile = ("border", "q0", "x0", "y0", "rowbase", "plane")
-        r1 = stage("r1", {"valid": 1, **{k: info[k] for k in tile}})
-        r1_acc = [Signal(signed(32), name=f"r1_acc{l}") for l in range(N)]
-        m.d.sync += r1["valid"].eq(s5["valid"] & s5["last"])
-        with m.If(s5["valid"] & s5["last"]):
-            m.d.sync += [r1[k].eq(s5[k]) for k in tile]
-            m.d.sync += [r1_acc[l].eq(acc_next[l]) for l in range(N)]
-        r2 = stage("r2", {"valid": 1, **{k: info[k] for k in tile}})
-        r2_prod = [Signal(signed(48), name=f"r2_prod{l}") for l in range(N)]
-        m.d.sync += [r2[k].eq(r1[k]) for k in ("valid", *tile)]
-        m.d.sync += [r2_prod[l].eq(r1_acc[l] * self.multiplier) for l in range(N)]
-        r3 = stage("r3", {"valid": 1, **{k: info[k] for k in tile}})
-        r3_out = [Signal(8, name=f"r3_out{l}") for l in range(N)]
-        m.d.sync += [r3[k].eq(r2[k]) for k in ("valid", *tile)]
-        rounding = (Const(1, 64) << (self.shift - 1)[:6])[:64]
-        for l in range(N):
-            value = (r2_prod[l] + rounding) >> self.shift
-            m.d.sync += r3_out[l].eq(Mux(value < 0, 0, Mux(value > 255, 255, value[:8])))
+    # -- requantisation: a shadow of the accumulators, shared requantisers ---------------------
 
-        # ---- writer -----------------------------------------------------------------------------
-        w_active, w_border = Signal(), Signal()
+    def _requantize(self, m, st):
+        cfg = self.config
+        N, G, K = cfg.lanes, self.group, self.requantizers
+        tile = tile_layout(cfg)
+        shadow = [Signal(signed(32), name=f"shadow{l}") for l in range(N)]
+        shadow_tile = Signal(tile)
+        with m.If(st.capture):
+            m.d.sync += [shadow[l].eq(st.acc_next[l]) for l in range(N)]
+            m.d.sync += shadow_tile.eq(st.capture_tile)
+        # rq_left counts the lanes each requantiser still has to take from the shadow, then
+        # the cycles until its last result is out.
+        st.rq_left = Signal(range(G + Requantizer.LATENCY + 2))
+        index = Signal(range(G))
+        feeding = Signal()
+        m.d.comb += feeding.eq(st.rq_left > Requantizer.LATENCY + 1)
+        with m.If(st.capture):
+            m.d.sync += [st.rq_left.eq(G + Requantizer.LATENCY + 1), index.eq(0)]
+        with m.Elif(st.rq_left != 0):
+            m.d.sync += st.rq_left.eq(st.rq_left - 1)
+            with m.If(feeding):
+                m.d.sync += index.eq(index + 1)
+        groups = []
+        for k in range(K):
+            rq = Requantizer(tag_bits=1 + tile.size if k == 0 else 1)
+            m.submodules[f"requantizer{k}"] = rq
+            members = Array(shadow[k * G: (k + 1) * G])
+            m.d.comb += [rq.valid.eq(feeding), rq.acc.eq(members[index]),
+                         rq.multiplier.eq(self.multiplier), rq.shift.eq(self.shift),
+                         rq.tag.eq(Cat(index == G - 1, shadow_tile) if k == 0
+                                   else index == G - 1)]
+            # Collect the group's bytes: they come in lane order and shift down.
+            bytes_ = Signal(8 * G, name=f"collected{k}")
+            with m.If(rq.out_valid):
+                m.d.sync += bytes_.eq(Cat(bytes_[8:], rq.out))
+            groups.append((rq, bytes_))
+        first = groups[0][0]
+        st.collected = Signal()
+        st.collected_tile = Signal(tile)
+        m.d.sync += st.collected.eq(first.out_valid & first.out_tag[0])
+        with m.If(first.out_valid & first.out_tag[0]):
+            m.d.sync += st.collected_tile.eq(first.out_tag[1:])
+        st.collected_data = Cat(*(bytes_ for _, bytes_ in groups))
+
+    # -- the writer ----------------------------------------------------------------------------
+
+    def _writer(self, m, st):
+        cfg = self.config
+        N, A, S = cfg.lanes, cfg.act_addr_bits, cfg.side_bits
+        st.w_active = w_active = Signal()
+        w_border = Signal()
         w_data = Signal(8 * N)
         w_plane, w_q0 = Signal(A), Signal(2 * S)
         w_lo = Signal(signed(2 * S + 2))
         w_y = Signal(S + 2)
         w_rowaddr = Signal(A + 1)
         w_step = Signal(S + 1)
-        lane_ids = range(N)
-        m.d.comb += writer_busy.eq(w_active | r3["valid"] | r2["valid"] | r1["valid"]
-                                   | s5["valid"] | s4["valid"] | s3["valid"] | s2["valid"]
-                                   | s1["valid"])
-        m.d.comb += self.act_write.data.eq(w_data)
+        lanes = range(N)
+        w = self.act_write
+        m.d.comb += w.data.eq(w_data)
         with m.If(w_active):
-            m.d.comb += self.act_write.en.eq(1)
+            m.d.comb += w.en.eq(1)
             with m.If(w_border):
                 last_row = w_step == self.out_h
-                m.d.comb += self.act_write.addr.eq(
-                    Mux(w_step == 0, w_plane,
-                        Mux(last_row, w_rowaddr - self.out_w + 1, w_rowaddr)))
-                m.d.comb += self.act_write.mask.eq(Cat(
-                    Mux((w_step == 0) | last_row, l < self.out_w, l < 2) for l in lane_ids))
+                m.d.comb += w.addr.eq(Mux(w_step == 0, w_plane,
+                                          Mux(last_row, w_rowaddr - self.out_w + 1, w_rowaddr)))
+                m.d.comb += w.mask.eq(Cat(Mux((w_step == 0) | last_row, l < self.out_w, l < 2)
+                                          for l in lanes))
                 m.d.sync += w_step.eq(w_step + 1)
                 with m.If(w_step != 0):
                     m.d.sync += w_rowaddr.eq(w_rowaddr + self.out_w)
                 with m.If(last_row):
                     m.d.sync += w_active.eq(0)
-            with m.Elif(merged):
-                m.d.comb += [self.act_write.addr.eq(w_plane + w_q0),
-                             self.act_write.mask.eq(Cat(w_q0 + l < q_end for l in lane_ids))]
+            with m.Elif(st.merged):
+                m.d.comb += [w.addr.eq(w_plane + w_q0),
+                             w.mask.eq(_thermometer(_clamp(st.q_end - w_q0, N), N))]
                 m.d.sync += w_active.eq(0)
             with m.Else():
-                m.d.comb += [
-                    self.act_write.addr.eq(w_rowaddr - w_lo),
-                    self.act_write.mask.eq(Cat((w_lo <= l) & (l < w_lo + wv) for l in lane_ids)),
-                ]
+                m.d.comb += [w.addr.eq(w_rowaddr - w_lo),
+                             w.mask.eq(Cat((w_lo <= l) & (l < w_lo + st.wv) for l in lanes))]
                 m.d.sync += [w_lo.eq(w_lo + self.in_w), w_y.eq(w_y + 1),
                              w_rowaddr.eq(w_rowaddr + self.out_w)]
-                with m.If((w_lo + self.in_w >= N) | (w_y + 1 >= hv)):
+                with m.If((w_lo + self.in_w >= N) | (w_y + 1 >= st.hv)):
                     m.d.sync += w_active.eq(0)
-        with m.If(r3["valid"]):
+        t = st.collected_tile
+        with m.If(st.collected):
             m.d.sync += [
-                w_active.eq(1), w_border.eq(r3["border"]), w_data.eq(Cat(*r3_out)),
-                w_plane.eq(r3["plane"]), w_q0.eq(r3["q0"]), w_lo.eq(-r3["x0"]),
-                w_y.eq(r3["y0"]), w_step.eq(0),
-                w_rowaddr.eq(Mux(r3["border"], r3["plane"] + self.out_w - 1,
-                                 r3["plane"] + r3["rowbase"])),
+                w_active.eq(1), w_border.eq(t.border), w_data.eq(st.collected_data),
+                w_plane.eq(t.plane), w_q0.eq(t.q0), w_lo.eq(-t.x0),
+                w_y.eq(t.y0), w_step.eq(0),
+                w_rowaddr.eq(Mux(t.border, t.plane + self.out_w - 1, t.plane + t.rowbase)),
             ]
-        return m

@@ -6,8 +6,8 @@ from amaranth.lib.wiring import In, Out
 
 from squeezefpga import protocol as cmd
 
-from .activation_memory import ReadSignature, WriteSignature
 from .blob_verifier import BlobVerifier
+from .ports import ReadSignature, WriteSignature
 
 __all__ = ["HostPort"]
 
@@ -30,10 +30,11 @@ class HostPort(wiring.Component):
     host_in : In(stream.Signature(8)); host_out : Out(stream.Signature(8))
     idle : Out(1)
         No command in progress.
-    w_addr, w_data, w_en : Out
-        Weight buffer write port (byte enables).
-    r_addr, r_en : Out; r_data : In(32)
-        Weight buffer read port (used while the sequencer is idle).
+    weights_write : Out(WriteSignature)
+        Weight buffer write port (byte lanes).
+    weights : Out(ReadSignature)
+        Weight buffer read port (used while the sequencer is idle; shared with the blob
+        verifier of SET_MODEL).
     act_read : Out(ReadSignature); act_write : Out(WriteSignature)
     run, first, last : Out; running, error : In(1); step : In(8)
         Run control, and the step the sequencer is on (for STATUS).
@@ -49,10 +50,10 @@ class HostPort(wiring.Component):
             "host_in": In(stream.Signature(8)),
             "host_out": Out(stream.Signature(8)),
             "idle": Out(1),
-            "w_addr": Out(word_bits), "w_data": Out(32), "w_en": Out(4),
-            "r_addr": Out(word_bits), "r_en": Out(1), "r_data": In(32),
-            "act_read": Out(ReadSignature(c.lanes, c.act_addr_bits)),
-            "act_write": Out(WriteSignature(c.lanes, c.act_addr_bits)),
+            "weights_write": Out(WriteSignature(word_bits, 32, 4)),
+            "weights": Out(ReadSignature(word_bits, 32, word_bits + 1)),
+            "act_read": Out(ReadSignature(c.act_addr_bits, 8 * c.lanes)),
+            "act_write": Out(WriteSignature(c.act_addr_bits, 8 * c.lanes, c.lanes)),
             "run": Out(1), "first": Out(8), "last": Out(8),
             "running": In(1), "error": In(1), "step": In(8),
             "ctr_addr": Out(8), "ctr_data": In(32), "totals": In(192),
@@ -81,8 +82,8 @@ class HostPort(wiring.Component):
         info = Array(Const(b, 8) for b in info_const)
         model_valid, model_crc = Signal(), Signal(32)
         model_fields = Cat(model_valid, Const(0, 7), model_crc)
-        m.submodules.verifier = verifier = BlobVerifier(len(self.r_addr))
-        m.d.comb += verifier.mem_data.eq(self.r_data)
+        m.submodules.verifier = verifier = BlobVerifier(len(self.weights.addr))
+        reply_byte = Signal(8)
         run_last = Signal(8)
         status_reply = Signal(8 * cmd.STATUS_REPLY.size)
         at = Signal(32)
@@ -170,8 +171,10 @@ class HostPort(wiring.Component):
                         m.d.sync += busy_drop.eq(1)
                     with m.Elif(code == cmd.CMD_WRITE_WEIGHTS):
                         m.d.sync += model_valid.eq(0)    # the recorded model is gone
-                        m.d.comb += [self.w_addr.eq(at[2:]), self.w_en.eq(1 << at[:2]),
-                                     self.w_data.eq(Cat(*[self.host_in.payload] * 4))]
+                        m.d.comb += [self.weights_write.addr.eq(at[2:]),
+                                     self.weights_write.en.eq(1),
+                                     self.weights_write.mask.eq(1 << at[:2]),
+                                     self.weights_write.data.eq(Cat(*[self.host_in.payload] * 4))]
                     with m.Else():
                         m.d.comb += [self.act_write.addr.eq(at), self.act_write.en.eq(1),
                                      self.act_write.mask.eq(1),
@@ -185,7 +188,7 @@ class HostPort(wiring.Component):
                 with m.Else():
                     m.d.sync += timer.eq(timer + 1)
             with m.State("VERIFY"):       # the blob in the weight buffer against the CRC
-                m.d.comb += [self.r_addr.eq(verifier.mem_addr), self.r_en.eq(verifier.mem_en)]
+                wiring.connect(m, verifier.mem, wiring.flipped(self.weights))
                 with m.If(verifier.done):
                     m.d.sync += [model_valid.eq(verifier.ok), model_crc.eq(args[32:]),
                                  status.eq(Mux(verifier.ok, cmd.STATUS_OK,
@@ -196,36 +199,47 @@ class HostPort(wiring.Component):
                     m.d.sync += status.eq(Mux(self.error, cmd.STATUS_RUN_ERROR, cmd.STATUS_OK))
                     m.next = "STATUS"
             with m.State("SETUP"):
-                # Address the byte idx of the reply; memories answer in the next cycle.
+                # Ask for byte idx of the reply: the memories answer through their pipelines
+                # (ANSWER waits for them), the counters and the constants at once.
                 with m.If(idx == reply_len):
                     with m.If(busy_drop):
                         m.d.sync += status.eq(cmd.STATUS_BUSY)
                     m.next = "STATUS"
                 with m.Else():
                     ctr_at = idx - counter_bytes
-                    m.d.comb += [self.act_read.addr.eq(at), self.act_read.en.eq(1),
-                                 self.r_addr.eq(at[2:]), self.r_en.eq(1),
-                                 self.ctr_addr.eq(ctr_at[2:])]
+                    with m.Switch(code):
+                        with m.Case(cmd.CMD_READ_ACT):
+                            m.d.comb += [self.act_read.addr.eq(at), self.act_read.en.eq(1)]
+                        with m.Case(cmd.CMD_READ_WEIGHTS):
+                            m.d.comb += [self.weights.addr.eq(at[2:]), self.weights.en.eq(1)]
+                    m.d.comb += self.ctr_addr.eq(ctr_at[2:])
                     m.d.sync += byte_sel.eq(Mux(code == cmd.CMD_COUNTERS, ctr_at[:2], at[:2]))
-                    m.next = "SEND"
-            with m.State("SEND"):
-                m.d.comb += self.host_out.valid.eq(1)
+                    m.next = "ANSWER"
+            with m.State("ANSWER"):
                 with m.Switch(code):
                     with m.Case(cmd.CMD_READ_ACT):
-                        m.d.comb += self.host_out.payload.eq(self.act_read.data[:8])
+                        m.d.sync += reply_byte.eq(self.act_read.data[:8])
+                        with m.If(self.act_read.valid):
+                            m.next = "SEND"
                     with m.Case(cmd.CMD_READ_WEIGHTS):
-                        m.d.comb += self.host_out.payload.eq(self.r_data.word_select(byte_sel, 8))
+                        m.d.sync += reply_byte.eq(self.weights.data.word_select(byte_sel, 8))
+                        with m.If(self.weights.valid):
+                            m.next = "SEND"
                     with m.Case(cmd.CMD_STATUS):
-                        m.d.comb += self.host_out.payload.eq(
-                            status_reply.word_select(idx[:3], 8))
+                        m.d.sync += reply_byte.eq(status_reply.word_select(idx[:3], 8))
+                        m.next = "SEND"
                     with m.Case(cmd.CMD_COUNTERS):
-                        m.d.comb += self.host_out.payload.eq(Mux(
+                        m.d.sync += reply_byte.eq(Mux(
                             idx < counter_bytes, snapshot.word_select(idx[:5], 8),
                             self.ctr_data.word_select(byte_sel, 8)))
+                        m.next = "SEND"
                     with m.Case(cmd.CMD_INFO):
-                        m.d.comb += self.host_out.payload.eq(Mux(
+                        m.d.sync += reply_byte.eq(Mux(
                             idx < len(info_const), info[idx[:5]],
                             model_fields.word_select((idx - len(info_const))[:3], 8)))
+                        m.next = "SEND"
+            with m.State("SEND"):
+                m.d.comb += [self.host_out.valid.eq(1), self.host_out.payload.eq(reply_byte)]
                 with m.If(self.host_out.ready):
                     m.d.sync += idx.eq(idx + 1)
                     m.next = "SETUP"

@@ -1,162 +1,222 @@
-"""Pool unit: 3x3 stride-2 ceil-mode max pooling and the global sum of the class scores."""
+"""Pool unit: 3x3 stride-2 ceil-mode max pooling and the global sum of the class scores,
+both streaming: a wide read is issued every cycle and the answers are folded as they come
+back from the pipelined activation memory."""
 
-from amaranth import Cat, Module, Mux, Signal
-from amaranth.lib import wiring
+from amaranth import Cat, Const, Module, Mux, Signal
+from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 
-from .activation_memory import ReadSignature, WriteSignature
+from .ports import ReadSignature, WriteSignature, delay
 
-__all__ = ["PoolUnit"]
+__all__ = ["PoolUnit", "pool_tag_layout"]
 
 
 def _max(a, b):
     return Mux(a > b, a, b)
 
 
-def _tree_sum(values):
-    """Balanced adder tree (a chain would be ``lanes`` adders deep)."""
-    while len(values) > 1:
-        values = [a + b for a, b in zip(values[::2], values[1::2])] + values[len(values) & ~1:]
-    return values[0]
+def _lanes_below(count, lanes):
+    """Mask of the lanes l < ``count`` (a thermometer code; ``count`` is clamped)."""
+    return Cat(count > l for l in range(lanes))
+
+
+def pool_tag_layout(config):
+    """What a pool read carries through the memory: enough to fold and write its answer."""
+    bits = config.lanes.bit_length()
+    return data.StructLayout({
+        "row": 2,                           # 0, 1, 2: rows 2*yo .. 2*yo+2 of a segment
+        "row_ok": 1,                        # that row is inside the input
+        "cols": bits,                       # lanes inside the input row (the rest read as 0)
+        "first": 1, "last": 1,              # global sum: first / last chunk of a channel
+        "out_addr": config.act_addr_bits,   # where the segment / the channel's sum goes
+        "out_count": bits,                  # outputs of the segment
+    })
 
 
 class PoolUnit(wiring.Component):
     """Max pooling works on segments of ``lanes // 2 - 1`` outputs of one output row: three
-    wide reads of input rows (``2 * lanes - 2`` bytes would be needed for more), a vertical
-    max per lane, then a horizontal max over lanes 2j..2j+2. Positions past the input's edge
-    read as 0, which leaves every max unchanged: activations are unsigned and ceil mode keeps
-    at least one in-range element in each window.
+    wide reads of input rows, a vertical max per lane, then a horizontal max over lanes
+    2j..2j+2. Positions past the input's edge read as 0, which leaves every max unchanged:
+    activations are unsigned and ceil mode keeps at least one in-range element in each
+    window.
 
-    The global sum adds each channel plane ``lanes`` bytes per cycle and writes one
-    little-endian int32 per channel.
+    The global sum adds each channel plane ``lanes`` bytes per cycle (an adder tree in two
+    registered stages) and writes one little-endian int32 per channel.
 
     Members
     -------
     start, global_sum : In(1)
     src, dst, channels, in_h, in_w, out_h, out_w : In
     done : Out(1)
+        Pulse when every output is written (given to the memory's write port).
     act_read : Out(ReadSignature); act_write : Out(WriteSignature)
     """
 
     def __init__(self, config):
         self.config = c = config
         a, s = c.act_addr_bits, c.side_bits
+        self.tag = pool_tag_layout(c)
         super().__init__({
             "start": In(1), "global_sum": In(1),
             "src": In(a), "dst": In(a), "channels": In(16),
             "in_h": In(s), "in_w": In(s), "out_h": In(s), "out_w": In(s),
             "done": Out(1),
-            "act_read": Out(ReadSignature(c.lanes, a)),
-            "act_write": Out(WriteSignature(c.lanes, a)),
+            "act_read": Out(ReadSignature(a, 8 * c.lanes, self.tag.size)),
+            "act_write": Out(WriteSignature(a, 8 * c.lanes, c.lanes)),
         })
 
     def elaborate(self, platform):
         m = Module()
-        N, A, S = self.config.lanes, self.config.act_addr_bits, self.config.side_bits
-        seg = N // 2 - 1                     # outputs per segment
-        lanes = range(N)
-        data = [self.act_read.data[8 * l: 8 * l + 8] for l in lanes]
+        issuing, in_flight = Signal(), Signal(range(64))
+        issued = Signal()
+        m.d.comb += issued.eq(self.act_read.en)
+        tag = data.View(self.tag, self.act_read.tag)
+        self._issue(m, tag, issuing)
+        answers = self._answers(m)
+        m.d.sync += in_flight.eq(in_flight + issued - self.act_read.valid)
+        # Done once nothing is issued or in flight, and the folding stages have written.
+        finishing = Signal()
+        with m.FSM():
+            with m.State("IDLE"):
+                with m.If(self.start):
+                    m.next = "RUN"
+            with m.State("RUN"):
+                with m.If(~issuing & (in_flight == 0) & ~self.act_read.valid & ~answers):
+                    m.d.comb += finishing.eq(1)
+                    m.next = "IDLE"
+        m.d.comb += self.done.eq(finishing)
+        return m
 
+    # -- issue: one wide read per cycle --------------------------------------------------------
+
+    def _issue(self, m, tag, issuing):
+        c = self.config
+        N, A, S = c.lanes, c.act_addr_bits, c.side_bits
+        seg = N // 2 - 1                     # outputs per segment
         chan = Signal(16)
         in_plane, out_plane = Signal(A), Signal(A)
-        yo, x0 = Signal(S), Signal(S)
-        row = Signal(2)
+        yo, x0, row = Signal(S), Signal(S), Signal(2)
         in_row = Signal(A)                   # address of input row 2*yo in this plane
-        vmax = [Signal(8, name=f"vmax{l}") for l in lanes]
-        col_ok = Signal(N)                   # lane's input column is inside the row
-        row_ok = Signal()
-        pend, pend_first = Signal(), Signal()
         plane_in = Signal(2 * S)
-        total = Signal(32)
-        chunk = Signal(2 * S + 1)            # bytes of the plane before the chunk in flight
-
+        chunk = Signal(2 * S + 1)            # bytes of the plane before this chunk
+        out_count = self.out_w - x0
         with m.FSM():
             with m.State("IDLE"):
                 with m.If(self.start):
                     m.d.sync += [chan.eq(0), in_plane.eq(self.src), out_plane.eq(self.dst),
                                  yo.eq(0), x0.eq(0), row.eq(0), in_row.eq(self.src),
-                                 plane_in.eq(self.in_h * self.in_w), pend.eq(0),
-                                 chunk.eq(0), total.eq(0)]
+                                 plane_in.eq(self.in_h * self.in_w), chunk.eq(0)]
                     m.next = "DISPATCH"
             with m.State("DISPATCH"):
+                m.d.comb += issuing.eq(1)
                 with m.If(self.global_sum):
                     m.next = "SUM"
                 with m.Else():
-                    m.next = "READ"
-
-            # ---- max pooling: rows 2*yo, 2*yo+1, 2*yo+2 of one segment -----------------------
-            with m.State("READ"):
-                m.d.comb += [self.act_read.en.eq(1),
-                             self.act_read.addr.eq(in_row + row * self.in_w + 2 * x0)]
-                m.d.sync += [pend.eq(1), pend_first.eq(row == 0),
-                             row_ok.eq(2 * yo + row < self.in_h),
-                             col_ok.eq(Cat(2 * x0 + l < self.in_w for l in lanes))]
+                    m.next = "POOL"
+            with m.State("POOL"):
+                m.d.comb += [issuing.eq(1), self.act_read.en.eq(1),
+                             self.act_read.addr.eq(in_row + Mux(row == 0, 0, Mux(
+                                 row == 1, self.in_w, self.in_w << 1)) + (x0 << 1)),
+                             tag.row.eq(row), tag.row_ok.eq((yo << 1) + row < self.in_h),
+                             tag.cols.eq(Mux(self.in_w - (x0 << 1) > N, N,
+                                             self.in_w - (x0 << 1))),
+                             tag.out_addr.eq(out_plane + yo * self.out_w + x0),
+                             tag.out_count.eq(Mux(out_count > seg, seg, out_count))]
+                m.d.sync += row.eq(row + 1)
                 with m.If(row == 2):
                     m.d.sync += row.eq(0)
-                    m.next = "LAST"
-                with m.Else():
-                    m.d.sync += row.eq(row + 1)
-            with m.State("LAST"):
-                m.d.sync += pend.eq(0)
-                m.next = "WRITE"
-            with m.State("WRITE"):
-                out = Cat(_max(_max(vmax[2 * j], vmax[2 * j + 1]), vmax[2 * j + 2])
-                          for j in range(seg))
-                m.d.comb += [
-                    self.act_write.en.eq(1),
-                    self.act_write.addr.eq(out_plane + yo * self.out_w + x0),
-                    self.act_write.data.eq(out),
-                    self.act_write.mask.eq(Cat(x0 + j < self.out_w for j in range(seg))),
-                ]
-                with m.If(x0 + seg < self.out_w):
-                    m.d.sync += x0.eq(x0 + seg)
-                    m.next = "READ"
-                with m.Elif(yo + 1 < self.out_h):
-                    m.d.sync += [x0.eq(0), yo.eq(yo + 1), in_row.eq(in_row + 2 * self.in_w)]
-                    m.next = "READ"
-                with m.Elif(chan + 1 < self.channels):
-                    m.d.sync += [x0.eq(0), yo.eq(0), chan.eq(chan + 1),
-                                 in_row.eq(in_plane + plane_in), in_plane.eq(in_plane + plane_in),
-                                 out_plane.eq(out_plane + self.out_h * self.out_w)]
-                    m.next = "READ"
-                with m.Else():
-                    m.d.comb += self.done.eq(1)
-                    m.next = "IDLE"
-
-            # ---- global sum: one chunk of N bytes per cycle ---------------------------------
+                    with m.If(x0 + seg < self.out_w):
+                        m.d.sync += x0.eq(x0 + seg)
+                    with m.Elif(yo + 1 < self.out_h):
+                        m.d.sync += [x0.eq(0), yo.eq(yo + 1),
+                                     in_row.eq(in_row + (self.in_w << 1))]
+                    with m.Elif(chan + 1 < self.channels):
+                        m.d.sync += [x0.eq(0), yo.eq(0), chan.eq(chan + 1),
+                                     in_row.eq(in_plane + plane_in),
+                                     in_plane.eq(in_plane + plane_in),
+                                     out_plane.eq(out_plane + self.out_h * self.out_w)]
+                    with m.Else():
+                        m.next = "IDLE"
             with m.State("SUM"):
-                m.d.comb += [self.act_read.en.eq(1), self.act_read.addr.eq(in_plane + chunk)]
-                m.d.sync += [pend.eq(1), pend_first.eq(chunk == 0),
-                             col_ok.eq(Cat(chunk + l < plane_in for l in lanes))]
-                with m.If(chunk + N >= plane_in):
-                    m.d.sync += chunk.eq(0)
-                    m.next = "SUM_LAST"
+                left = plane_in - chunk
+                m.d.comb += [issuing.eq(1), self.act_read.en.eq(1),
+                             self.act_read.addr.eq(in_plane + chunk),
+                             tag.first.eq(chunk == 0), tag.last.eq(left <= N),
+                             tag.cols.eq(Mux(left > N, N, left)),
+                             tag.out_addr.eq(out_plane)]
+                with m.If(left <= N):
+                    m.d.sync += [chunk.eq(0), in_plane.eq(in_plane + plane_in),
+                                 out_plane.eq(out_plane + 4), chan.eq(chan + 1)]
+                    with m.If(chan + 1 == self.channels):
+                        m.next = "IDLE"
                 with m.Else():
                     m.d.sync += chunk.eq(chunk + N)
-            with m.State("SUM_LAST"):
-                m.d.sync += pend.eq(0)
-                m.next = "SUM_WRITE"
-            with m.State("SUM_WRITE"):
-                m.d.comb += [
-                    self.act_write.en.eq(1),
-                    self.act_write.addr.eq(out_plane),
-                    self.act_write.data.eq(total),
-                    self.act_write.mask.eq(0b1111),
-                ]
-                m.d.sync += [out_plane.eq(out_plane + 4), in_plane.eq(in_plane + plane_in),
-                             chan.eq(chan + 1)]
-                with m.If(chan + 1 < self.channels):
-                    m.next = "SUM"
-                with m.Else():
-                    m.d.comb += self.done.eq(1)
-                    m.next = "IDLE"
 
-        # Arriving data: vertical max (pool) or chunk sum (global sum).
-        with m.If(pend & ~self.global_sum):
-            for l in lanes:
-                v = Mux(col_ok[l] & row_ok, data[l], 0)
-                m.d.sync += vmax[l].eq(Mux(pend_first, v, _max(vmax[l], v)))
-        chunk_sum = _tree_sum([Mux(col_ok[l], data[l], 0) for l in lanes])
-        with m.If(pend & self.global_sum):
-            m.d.sync += total.eq(Mux(pend_first, 0, total) + chunk_sum)
-        return m
+    # -- answers: fold and write ---------------------------------------------------------------
+
+    def _answers(self, m):
+        """Fold the answers; return a signal that is high while a result is still on its way
+        to the write port."""
+        c = self.config
+        N = c.lanes
+        seg = N // 2 - 1
+        answer = data.View(self.tag, self.act_read.rtag)
+        valid = self.act_read.valid
+        lanes = [self.act_read.data[8 * l: 8 * l + 8] for l in range(N)]
+        cols = _lanes_below(answer.cols, N)
+
+        # Max pooling: vertical max per lane, then (a cycle later) the horizontal max.
+        vmax = [Signal(8, name=f"vmax{l}") for l in range(N)]
+        pool_ready, pool_addr, pool_count = Signal(), Signal(len(answer.out_addr)), \
+            Signal(len(answer.out_count))
+        m.d.sync += pool_ready.eq(valid & ~self.global_sum & (answer.row == 2))
+        with m.If(valid & ~self.global_sum):
+            for l in range(N):
+                v = Mux(cols[l] & answer.row_ok, lanes[l], 0)
+                m.d.sync += vmax[l].eq(Mux(answer.row == 0, v, _max(vmax[l], v)))
+            with m.If(answer.row == 2):
+                m.d.sync += [pool_addr.eq(answer.out_addr), pool_count.eq(answer.out_count)]
+        pool_data = Signal(8 * N)
+        pool_write, pool_write_addr, pool_mask = Signal(), Signal(len(pool_addr)), Signal(N)
+        m.d.sync += [pool_write.eq(pool_ready),
+                     pool_data.eq(Cat(_max(_max(vmax[2 * j], vmax[2 * j + 1]), vmax[2 * j + 2])
+                                      for j in range(seg))),
+                     pool_write_addr.eq(pool_addr),
+                     pool_mask.eq(_lanes_below(pool_count, seg))]
+
+        # Global sum: masked lanes, groups of 8 added and registered, then the groups, then
+        # the channel's running total.
+        group = 8 if N >= 8 else N
+        partial = [Signal(11, name=f"sum_group{g}") for g in range(N // group)]
+        for g in range(N // group):
+            values = [Mux(cols[l], lanes[l], 0) for l in range(g * group, (g + 1) * group)]
+            while len(values) > 1:
+                values = [a + b for a, b in zip(values[::2], values[1::2])]
+            m.d.sync += partial[g].eq(values[0])
+        flags = delay(m, Cat(valid & self.global_sum, answer.first, answer.last,
+                             answer.out_addr), 1, "sum_flags")
+        chunk_sum = Signal(32)
+        values = list(partial)
+        while len(values) > 1:
+            values = [a + b for a, b in zip(values[::2], values[1::2])] + values[len(values) & ~1:]
+        m.d.sync += chunk_sum.eq(values[0])
+        flags2 = delay(m, flags, 1, "sum_flags")
+        total = Signal(32)
+        sum_write, sum_addr = Signal(), Signal(len(answer.out_addr))
+        new_total = Mux(flags2[1], 0, total) + chunk_sum
+        m.d.sync += sum_write.eq(0)
+        with m.If(flags2[0]):
+            m.d.sync += total.eq(new_total)
+            with m.If(flags2[2]):
+                m.d.sync += [sum_write.eq(1), sum_addr.eq(flags2[3:])]
+
+        w = self.act_write
+        with m.If(pool_write):
+            m.d.comb += [w.en.eq(1), w.addr.eq(pool_write_addr), w.data.eq(pool_data),
+                         w.mask.eq(pool_mask)]
+        with m.Elif(sum_write):
+            m.d.comb += [w.en.eq(1), w.addr.eq(sum_addr), w.data.eq(total),
+                         w.mask.eq(Const(0b1111, N))]
+        pending = Signal()
+        m.d.comb += pending.eq(pool_ready | pool_write | flags[0] | flags2[0] | sum_write)
+        return pending

@@ -8,12 +8,14 @@ configuration), although nothing needs these buffers initialised — the host wr
 everything the layer program reads.
 """
 
-from amaranth import ClockSignal, Instance, Module, unsigned
+from amaranth import Cat, ClockSignal, Instance, Module, unsigned
 from amaranth.lib import wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
-__all__ = ["Ram", "RAM_VERILOG", "VerilogTarget"]
+from .ports import ReadSignature, WriteSignature, delay
+
+__all__ = ["Ram", "Buffer", "RAM_VERILOG", "VerilogTarget"]
 
 RAM_VERILOG = """\
 // Simple dual-port RAM with registered, enabled read and byte-lane writes (squeezefpga hw/ram.py).
@@ -91,4 +93,44 @@ class Ram(wiring.Component):
         m.d.comb += [read.addr.eq(self.read_addr), read.en.eq(self.read_en),
                      self.read_data.eq(read.data), write.addr.eq(self.write_addr),
                      write.data.eq(self.write_data), write.en.eq(self.write_en)]
+        return m
+
+
+class Buffer(wiring.Component):
+    """A :class:`Ram` behind the tagged ports of :mod:`.ports`, with its output registered:
+    answers come :attr:`LATENCY` cycles after the request (block RAM, then a fabric register,
+    which keeps the block RAM's slow clock-to-out off every path that uses the data).
+
+    Parameters
+    ----------
+    width, depth, granularity : int
+        As for :class:`Ram`.
+    tag_bits : int
+        Width of the readers' tags.
+
+    Members
+    -------
+    read : In(ReadSignature)
+    write : In(WriteSignature)
+    """
+
+    LATENCY = 2
+
+    def __init__(self, width, depth, granularity=None, tag_bits=1):
+        self._ram = Ram(width, depth, granularity)
+        abits = len(self._ram.read_addr)
+        super().__init__({
+            "read": In(ReadSignature(abits, width, tag_bits)),
+            "write": In(WriteSignature(abits, width, len(self._ram.write_en))),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        m.submodules.ram = ram = self._ram
+        m.d.comb += [ram.read_addr.eq(self.read.addr), ram.read_en.eq(self.read.en),
+                     ram.write_addr.eq(self.write.addr), ram.write_data.eq(self.write.data),
+                     ram.write_en.eq(Cat(self.write.en & bit for bit in self.write.mask))]
+        m.d.sync += self.read.data.eq(ram.read_data)
+        answer = delay(m, Cat(self.read.en, self.read.tag), self.LATENCY, "answer")
+        m.d.comb += [self.read.valid.eq(answer[0]), self.read.rtag.eq(answer[1:])]
         return m

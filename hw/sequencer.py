@@ -6,6 +6,8 @@ from amaranth.lib.wiring import In, Out
 
 from squeezefpga.blob_format import DESCRIPTOR, HEADER, OP_CONV, OP_GLOBAL_SUM, OP_MAXPOOL
 
+from .ports import ReadSignature
+
 __all__ = ["Sequencer", "DESCRIPTOR_WORDS"]
 
 DESCRIPTOR_WORDS = DESCRIPTOR.size // 4
@@ -23,8 +25,8 @@ class Sequencer(wiring.Component):
         Pulse with ``first`` / ``last`` valid.
     running, error : Out(1)
         ``error`` (sticky until the next run) flags a descriptor the hardware cannot execute.
-    mem_addr, mem_en : Out; mem_data : In(32); fetching : Out(1)
-        Weight buffer read port, used while ``fetching``.
+    mem : Out(ReadSignature); fetching : Out(1)
+        Weight buffer read port (the tag is the descriptor word), used while ``fetching``.
     words : Out(32 * 10)
         The current descriptor.
     conv_start, pool_start, pool_global_sum : Out(1); conv_done, pool_done : In(1)
@@ -32,6 +34,9 @@ class Sequencer(wiring.Component):
         Conv mode (:func:`squeezefpga.config.conv_mode`).
     use_pool : Out(1)
         The pool unit owns the activation memory (else the conv engine).
+    memory_idle : In(1)
+        No write is in flight in the activation memory: a step ends only once its last
+        output has landed, so that the next step reads it.
     layer_we, layer_index : Out; layer_cycles : Out(32)
         Per-step cycle counter writes.
     """
@@ -42,12 +47,13 @@ class Sequencer(wiring.Component):
         super().__init__({
             "run": In(1), "first": In(8), "last": In(8),
             "running": Out(1), "error": Out(1),
-            "mem_addr": Out(word_bits), "mem_en": Out(1), "mem_data": In(32),
+            "mem": Out(ReadSignature(word_bits, 32, 4)),
             "fetching": Out(1),
             "words": Out(32 * DESCRIPTOR_WORDS),
             "conv_start": Out(1), "conv_done": In(1), "conv_valid": Out(1),
             "conv_border": Out(1),
             "pool_start": Out(1), "pool_done": In(1), "pool_global_sum": Out(1),
+            "memory_idle": In(1),
             "use_pool": Out(1),
             "layer_we": Out(1), "layer_index": Out(8), "layer_cycles": Out(32),
         })
@@ -59,7 +65,7 @@ class Sequencer(wiring.Component):
         op, kernel, stride, pad = (words[0][0:8], words[0][8:16], words[0][16:24],
                                    words[0][24:32])
         index, last = Signal(8), Signal(8)
-        k, pend, pend_k = Signal(4), Signal(), Signal(4)
+        k, got = Signal(4), Signal(4)           # descriptor words asked for, words back
         cycles = Signal(32)
         # The step ends in NEXT, which counts too.
         m.d.comb += [self.layer_index.eq(index), self.layer_cycles.eq(cycles + 1)]
@@ -75,19 +81,18 @@ class Sequencer(wiring.Component):
                     m.d.sync += [index.eq(self.first), last.eq(self.last), self.error.eq(0),
                                  self.running.eq(self.first < self.last)]
                     with m.If(self.first < self.last):
-                        m.d.sync += [k.eq(0), pend.eq(0), cycles.eq(0)]
+                        m.d.sync += [k.eq(0), got.eq(0), cycles.eq(0)]
                         m.next = "FETCH"
             with m.State("FETCH"):
                 m.d.comb += self.fetching.eq(1)
-                m.d.sync += pend.eq(k < DESCRIPTOR_WORDS)
                 with m.If(k < DESCRIPTOR_WORDS):
-                    m.d.comb += [self.mem_en.eq(1),
-                                 self.mem_addr.eq(FIRST_DESCRIPTOR_WORD
+                    m.d.comb += [self.mem.en.eq(1), self.mem.tag.eq(k),
+                                 self.mem.addr.eq(FIRST_DESCRIPTOR_WORD
                                                   + index * DESCRIPTOR_WORDS + k)]
-                    m.d.sync += [k.eq(k + 1), pend_k.eq(k)]
-                with m.If(pend):
-                    m.d.sync += words[pend_k].eq(self.mem_data)
-                with m.Elif(k == DESCRIPTOR_WORDS):
+                    m.d.sync += k.eq(k + 1)
+                with m.If(self.mem.valid):
+                    m.d.sync += [words[self.mem.rtag].eq(self.mem.data), got.eq(got + 1)]
+                with m.Elif(got == DESCRIPTOR_WORDS):
                     m.next = "DISPATCH"
             with m.State("DISPATCH"):
                 with m.If((op == OP_CONV) & supported_conv):
@@ -104,13 +109,16 @@ class Sequencer(wiring.Component):
                     m.next = "IDLE"
             with m.State("CONV"):
                 with m.If(self.conv_done):
-                    m.next = "NEXT"
+                    m.next = "SETTLE"
             with m.State("POOL"):
                 with m.If(self.pool_done):
+                    m.next = "SETTLE"
+            with m.State("SETTLE"):
+                with m.If(self.memory_idle):
                     m.next = "NEXT"
             with m.State("NEXT"):
                 m.d.comb += self.layer_we.eq(1)
-                m.d.sync += [index.eq(index + 1), k.eq(0), pend.eq(0), cycles.eq(0)]
+                m.d.sync += [index.eq(index + 1), k.eq(0), got.eq(0), cycles.eq(0)]
                 with m.If(index + 1 < last):
                     m.next = "FETCH"
                 with m.Else():

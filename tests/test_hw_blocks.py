@@ -5,7 +5,7 @@ import struct
 
 import numpy as np
 import pytest
-from amaranth import Module, unsigned
+from amaranth import Cat, Module, Signal, unsigned
 from amaranth.lib import wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
@@ -16,6 +16,7 @@ from squeezefpga.golden.blob import blob_crc
 from squeezefpga.golden.compiler import compile_model
 from squeezefpga.golden.network import tiny_squeezenet
 from squeezefpga.hw.blob_verifier import BlobVerifier
+from squeezefpga.hw.ports import delay
 
 from .test_network import random_model
 
@@ -41,8 +42,13 @@ class VerifierBench(wiring.Component):
                                               init=self.words)
         m.submodules.verifier = verifier = BlobVerifier(WORD_BITS)
         read = memory.read_port()
-        m.d.comb += [read.addr.eq(verifier.mem_addr), read.en.eq(verifier.mem_en),
-                     verifier.mem_data.eq(read.data), verifier.start.eq(self.start),
+        # The weight buffer's latency (2): the block RAM, then a register.
+        data = Signal(32)
+        answer = delay(m, Cat(verifier.mem.en, verifier.mem.tag), 2, "answer")
+        m.d.sync += data.eq(read.data)
+        m.d.comb += [read.addr.eq(verifier.mem.addr), read.en.eq(verifier.mem.en),
+                     verifier.mem.data.eq(data), verifier.mem.valid.eq(answer[0]),
+                     verifier.mem.rtag.eq(answer[1:]), verifier.start.eq(self.start),
                      verifier.expect.eq(self.expect), self.done.eq(verifier.done),
                      self.ok.eq(verifier.ok)]
         return m
@@ -98,3 +104,44 @@ def test_verifier_rejects_a_damaged_or_mismatched_blob(tiny_blob):
         struct.pack_into("<I", bad, HEADER_LENGTH_OFFSET, length)
         struct.pack_into("<I", bad, HEADER_CRC_OFFSET, blob_crc(bad))   # only the length lies
         assert verify(bytes(bad), blob_crc(bad))[0] == 0, length
+
+
+# -- the requantiser against golden.quantize.requantize ----------------------------------------
+
+def test_requantizer_matches_the_golden_rounding(rng):
+    from squeezefpga.golden.quantize import requantize
+    from squeezefpga.hw.requantizer import Requantizer
+    cases = [(int(a), int(mu), int(s)) for a, mu, s in zip(
+        np.concatenate([rng.integers(-2 ** 31, 2 ** 31, 300), [0, -1, 1, 2 ** 31 - 1, -2 ** 31]]),
+        rng.integers(2 ** 14, 2 ** 15, 305), rng.integers(1, 64, 305))]
+    cases += [(255 << 20, 1 << 14, 34), (-(1 << 30), 1 << 14, 20), ((1 << 31) - 1, 32767, 47),
+              ((1 << 31) - 1, 32767, 48), (-(1 << 31), 32767, 63), (3, 1 << 14, 15)]
+    dut = Requantizer(tag_bits=16)
+    results = []
+
+    async def testbench(ctx):
+        for layer in sorted({s for _, _, s in cases}):      # M and S are held for a layer
+            batch = [(a, mu) for a, mu, s in cases if s == layer]
+            for mu in sorted({mu for _, mu in batch}):
+                ctx.set(dut.multiplier, mu)
+                ctx.set(dut.shift, layer)
+                await ctx.tick()                              # the rounding constant settles
+                for a, mu2 in batch:
+                    if mu2 != mu:
+                        continue
+                    ctx.set(dut.valid, 1)
+                    ctx.set(dut.acc, a)
+                    for _ in range(Requantizer.LATENCY):
+                        await ctx.tick()
+                        ctx.set(dut.valid, 0)
+                    assert ctx.get(dut.out_valid)
+                    results.append(((a, mu, layer), ctx.get(dut.out)))
+
+    sim = Simulator(dut)
+    sim.add_clock(1e-8)
+    sim.add_testbench(testbench)
+    sim.run()
+    assert len(results) == len(cases)
+    wrong = [(case, got, int(requantize(case[0], case[1], case[2])))
+             for case, got in results if got != int(requantize(case[0], case[1], case[2]))]
+    assert not wrong, f"{len(wrong)} of {len(results)} differ, first {wrong[0]}"

@@ -1,0 +1,134 @@
+"""The one memory-port convention of the accelerator, and pipeline helpers.
+
+Every large memory answers reads after a fixed latency that depends on how it is pipelined
+(block RAM, its output register, a rotation network). A reader therefore never counts cycles:
+it sends a *tag* with each request and gets it back with the data, in order, with ``valid``.
+Writes are posted.
+"""
+
+from amaranth import Cat, Const, Module, Signal
+from amaranth.lib import wiring
+from amaranth.lib.wiring import In, Out
+
+__all__ = ["ReadSignature", "WriteSignature", "delay", "ReadShare", "WriteShare"]
+
+
+def ReadSignature(addr_bits, data_bits, tag_bits=1):
+    """A read port seen from the reader.
+
+    Members
+    -------
+    addr, en, tag : Out
+        The request; ``tag`` is any bits the reader wants back with the answer.
+    data, valid, rtag : In
+        The answer to a request some cycles earlier (the memory's latency): ``valid`` for one
+        cycle, with the request's tag in ``rtag``. Answers come in request order.
+    """
+    return wiring.Signature({
+        "addr": Out(addr_bits), "en": Out(1), "tag": Out(tag_bits),
+        "data": In(data_bits), "valid": In(1), "rtag": In(tag_bits),
+    })
+
+
+def WriteSignature(addr_bits, data_bits, mask_bits=1):
+    """A write port seen from the writer: ``mask`` bit i enables the i-th
+    ``data_bits // mask_bits``-bit lane of ``data`` (byte lanes for the wide memories)."""
+    return wiring.Signature({
+        "addr": Out(addr_bits), "en": Out(1), "data": Out(data_bits), "mask": Out(mask_bits),
+    })
+
+
+def delay(m, value, cycles, name):
+    """``value`` seen ``cycles`` clock cycles later (a chain of registers)."""
+    for i in range(cycles):
+        stage = Signal(len(value), name=f"{name}_d{i + 1}")
+        m.d.sync += stage.eq(value)
+        value = stage
+    return value
+
+
+class ReadShare(wiring.Component):
+    """One read port shared by several readers, one at a time (``select``).
+
+    Each request carries the index of the reader that made it, so an answer reaches that
+    reader even if ``select`` has changed meanwhile.
+
+    Parameters
+    ----------
+    addr_bits, data_bits : int
+    tag_bits : list of int
+        Tag width of each reader.
+
+    Members
+    -------
+    readers : list of In(ReadSignature)
+        One per reader (``readers[i]`` is the port reader i drives).
+    select : In(range(len(tag_bits)))
+    memory : Out(ReadSignature)
+        The shared memory's port.
+    """
+
+    def __init__(self, addr_bits, data_bits, tag_bits):
+        self._tags = list(tag_bits)
+        index_bits = max(1, (len(self._tags) - 1).bit_length())
+        self._index_bits = index_bits
+        members = {f"reader{i}": In(ReadSignature(addr_bits, data_bits, t))
+                   for i, t in enumerate(self._tags)}
+        members["select"] = In(index_bits)
+        members["memory"] = Out(ReadSignature(addr_bits, data_bits,
+                                              max(self._tags) + index_bits))
+        super().__init__(members)
+
+    @property
+    def readers(self):
+        return [getattr(self, f"reader{i}") for i in range(len(self._tags))]
+
+    def elaborate(self, platform):
+        m = Module()
+        width = max(self._tags)
+        index = self.memory.rtag[width:]
+        with m.Switch(self.select):
+            for i, reader in enumerate(self.readers):
+                with m.Case(i):
+                    m.d.comb += [self.memory.addr.eq(reader.addr),
+                                 self.memory.en.eq(reader.en),
+                                 self.memory.tag.eq(Cat(reader.tag, Const(0, width - len(reader.tag)),
+                                                        Const(i, self._index_bits)))]
+        for i, reader in enumerate(self.readers):
+            m.d.comb += [reader.data.eq(self.memory.data),
+                         reader.valid.eq(self.memory.valid & (index == i)),
+                         reader.rtag.eq(self.memory.rtag[:len(reader.tag)])]
+        return m
+
+
+class WriteShare(wiring.Component):
+    """One write port shared by several writers, one at a time (``select``).
+
+    Members
+    -------
+    writers : list of In(WriteSignature)
+    select : In
+    memory : Out(WriteSignature)
+    """
+
+    def __init__(self, addr_bits, data_bits, mask_bits, count):
+        self._count = count
+        members = {f"writer{i}": In(WriteSignature(addr_bits, data_bits, mask_bits))
+                   for i in range(count)}
+        members["select"] = In(max(1, (count - 1).bit_length()))
+        members["memory"] = Out(WriteSignature(addr_bits, data_bits, mask_bits))
+        super().__init__(members)
+
+    @property
+    def writers(self):
+        return [getattr(self, f"writer{i}") for i in range(self._count)]
+
+    def elaborate(self, platform):
+        m = Module()
+        with m.Switch(self.select):
+            for i, writer in enumerate(self.writers):
+                with m.Case(i):
+                    m.d.comb += [self.memory.addr.eq(writer.addr), self.memory.en.eq(writer.en),
+                                 self.memory.data.eq(writer.data),
+                                 self.memory.mask.eq(writer.mask)]
+        return m
