@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test test-fast install browser clean
+.PHONY: demo test test-fast install debian-deps clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -17,12 +17,14 @@ install: $(STAMP)
 demo: $(STAMP)
 	$(BIN)/squeezefpga demo
 
-# Headless Chromium for the report screenshot test (Debian package, scripts/install-chromium).
-browser:
+# Headless Chromium for the report screenshot test, libftdi1 for openFPGALoader (Debian
+# packages, installed by scripts/install-chromium and scripts/install-fpga-deps).
+debian-deps:
 	@scripts/install-chromium
+	@scripts/install-fpga-deps
 
 # Full suite, slow (full-network) tests included, warnings are errors (pyproject.toml).
-test: $(STAMP) browser
+test: $(STAMP) debian-deps
 	$(BIN)/python -m pytest -n auto
 
 test-fast: $(STAMP)

@@ -10,6 +10,7 @@ import os
 import signal
 import sys
 import threading
+from pathlib import Path
 
 from squeezefpga import __version__
 from squeezefpga.errors import SqueezeFPGAError
@@ -71,6 +72,16 @@ def _seconds(text):
         value = -1.0
     if not value > 0 or value != value or value == float("inf"):
         raise argparse.ArgumentTypeError(f"{text!r} is not a positive number of seconds")
+    return value
+
+
+def _megahertz(text):
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not 1 <= value <= 500:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a clock in MHz (1..500)")
     return value
 
 
@@ -153,9 +164,26 @@ def cmd_bench(args):
     results = tasks.bench(model, _image_for(model, CAT_PHOTO), [c.lanes for c in configs],
                           progress)
     if args.report:
-        tasks.write_html_report(args.report, results, model, CAT_PHOTO)
-    _show(args, lambda: report.bench_json(results, CAT_PHOTO.name),
-          lambda: report.bench_text(results, CAT_PHOTO.name))
+        tasks.write_html_report(args.report, results, model, CAT_PHOTO, args.board)
+    builds = {c.lanes: tasks.build_report(args.board, c.lanes) for c in configs}
+    _show(args, lambda: report.bench_json(results, CAT_PHOTO.name, builds, args.board),
+          lambda: report.bench_text(results, CAT_PHOTO.name, builds, args.board))
+    return 0
+
+
+def cmd_build(args):
+    result = tasks.fpga_build(args.board, args.lanes, args.clock, args.output,
+                              _progress(args))
+    _show(args, lambda: report.build_json(result), lambda: report.build_text(result))
+    return 0 if result.timing_met else 1
+
+
+def cmd_program(args):
+    out = tasks.program_board(args.bitstream)
+    if not args.json:
+        print(f"loaded {args.bitstream} into the ULX3S")
+    else:
+        print(json.dumps({"bitstream": str(args.bitstream), "loader": out}))
     return 0
 
 
@@ -278,7 +306,27 @@ def build_parser():
     p.add_argument("--lanes", type=_lane_list, default=[16, 32, 64],
                    help="comma-separated lane counts (default 16,32,64)")
     p.add_argument("--report", metavar="FILE", help="also write the HTML report of the runs")
+    p.add_argument("--board", choices=tasks.BOARDS, default=tasks.BOARDS[0], help="add fmax "
+                   "and frames per second from the last `squeezefpga build` of this board "
+                   "with each lane count (default ulx3s-85f)")
     p.set_defaults(func=cmd_bench)
+
+    p = sub.add_parser("build", parents=[lanes, as_json], help="build the FPGA bitstream: "
+                       "yosys, nextpnr-ecp5, ecppack (YoWASP)")
+    p.add_argument("--board", choices=tasks.BOARDS, default=tasks.BOARDS[0],
+                   help="target board (default ulx3s-85f)")
+    p.add_argument("--clock", type=_megahertz, default=75.0, help="core clock in MHz, made "
+                   "by the PLL from the 25 MHz oscillator and the timing constraint "
+                   "(default 75)")
+    p.add_argument("-o", "--output", help="build folder (default build/BOARD-LANES)")
+    p.set_defaults(func=cmd_build)
+
+    p = sub.add_parser("program", parents=[as_json], help="load a bitstream into a ULX3S "
+                       "(openFPGALoader)")
+    p.add_argument("bitstream", nargs="?", default=str(Path("build") / "ulx3s-85f-64" /
+                                                       "top.bit"),
+                   help="the .bit file (default build/ulx3s-85f-64/top.bit)")
+    p.set_defaults(func=cmd_program)
 
     p = sub.add_parser("report", parents=[lanes, model, blob, as_json],
                        help="run a picture on the simulated accelerator and write an HTML "

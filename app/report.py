@@ -121,16 +121,30 @@ def sim_text(result, names, image):
 
 # -- bench --------------------------------------------------------------------------------------
 
-def bench_json(results, image_name):
-    runs = [{"lanes": r.lanes, "cycles": r.run.cycles, "ideal_cycles": round(r.ideal_cycles),
-             "lane_utilization": round(r.utilization, 4), "bitexact": r.bitexact,
-             "simulated_cycles_per_second": round(r.run.cycles / r.seconds),
-             "layers": layer_json(r.layers)} for r in results]
+def _speed(result, build):
+    """fmax of the board build of that lane count and frames per second at it (None, None
+    without a build that met timing)."""
+    if not build or not build.get("timing_met") or not build.get("fmax_mhz"):
+        return None, None
+    return build["fmax_mhz"], round(build["fmax_mhz"] * 1e6 / result.run.cycles, 2)
+
+
+def bench_json(results, image_name, builds=None, board=None):
+    builds = builds or {}
+    runs = []
+    for r in results:
+        fmax, fps = _speed(r, builds.get(r.lanes))
+        runs.append({"lanes": r.lanes, "cycles": r.run.cycles,
+                     "ideal_cycles": round(r.ideal_cycles),
+                     "lane_utilization": round(r.utilization, 4), "bitexact": r.bitexact,
+                     "simulated_cycles_per_second": round(r.run.cycles / r.seconds),
+                     "board": board, "fmax_mhz": fmax, "fps": fps,
+                     "layers": layer_json(r.layers)})
     return {"image": image_name, "runs": runs}
 
 
-def bench_text(results, image_name):
-    report = bench_json(results, image_name)["runs"]
+def bench_text(results, image_name, builds=None, board=None):
+    report = bench_json(results, image_name, builds, board)["runs"]
     heads = [f"{r['lanes']} lanes: cycles" for r in report]
     lines = [f"{'layer':<20}" + "".join(f"{head:>20}{'ideal':>10}" for head in heads)]
     for i, layer in enumerate(report[0]["layers"]):
@@ -140,9 +154,37 @@ def bench_text(results, image_name):
     lines.append(f"{'total':<20}" + "".join(f"{r['cycles']:>20,}{r['ideal_cycles']:>10,}"
                                             for r in report))
     for r in report:
+        speed = (f", {r['board']} fmax {r['fmax_mhz']:.1f} MHz: {r['fps']:.2f} frames/s"
+                 if r["fps"] else f", no {r['board']} build of {r['lanes']} lanes that met "
+                                  "timing (squeezefpga build)" if r["board"] else "")
         lines.append(f"{r['lanes']:>3} lanes: utilization {r['lane_utilization']:.1%}, "
                      f"bit-exact {'yes' if r['bitexact'] else 'NO'}, simulator "
-                     f"{r['simulated_cycles_per_second']:,} cycles/s")
+                     f"{r['simulated_cycles_per_second']:,} cycles/s{speed}")
+    return lines
+
+
+# -- FPGA build ---------------------------------------------------------------------------------
+
+def build_json(result):
+    return result.json()
+
+
+def build_text(result):
+    def share(used, total):
+        return f"{used:,} of {total:,} ({used / total:.0%})" if total else f"{used:,}"
+    fmax = f"{result.fmax_mhz:.2f} MHz" if result.fmax_mhz else "unknown"
+    lines = [f"{result.board}, {result.lanes} lanes at {result.clock_mhz:g} MHz: fmax {fmax} "
+             f"(nextpnr) - timing {'met' if result.timing_met else 'NOT met'}",
+             f"  LUT4        {share(result.lut4, result.lut4_total)}",
+             f"  FF          {result.ff:,}",
+             f"  MULT18X18D  {share(result.mult18, result.mult18_total)} ({result.lanes} lanes "
+             f"+ {result.mult18 - result.lanes} for requantisation)",
+             f"  DP16KD      {share(result.dp16kd, result.dp16kd_total)}",
+             "  time        " + ", ".join(f"{k.replace('_', ' ')} {v:.0f} s"
+                                          for k, v in result.stages.items())
+             + f" ({result.seconds:.0f} s in all)"]
+    lines.append(f"  bitstream   {result.bitstream}" if result.bitstream else
+                 "  no bitstream: timing was not met")
     return lines
 
 

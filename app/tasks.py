@@ -22,7 +22,7 @@ from .simulate import layer_rows, simulate
 
 __all__ = ["accelerator_config", "write_output", "check_output", "golden_scores",
            "emit_verilog_file", "bench", "open_device", "classify", "BOARDS", "build_report",
-           "write_html_report"]
+           "write_html_report", "fpga_build", "program_board"]
 
 #: Boards the project builds for.
 BOARDS = ("ulx3s-85f",)
@@ -63,14 +63,43 @@ def check_output(path, what):
     return path
 
 
+def _build_record(board, lanes):
+    return cache_dir() / "builds" / board / f"{lanes}-lanes" / "build.json"
+
+
 def build_report(board, lanes):
     """The JSON report of the last ``squeezefpga build`` of ``board`` with ``lanes`` lanes, or
     None if there is none."""
-    path = cache_dir() / "builds" / board / f"{lanes}-lanes" / "build.json"
     try:
-        return json.loads(path.read_text())
+        return json.loads(_build_record(board, lanes).read_text())
     except (OSError, ValueError):
         return None
+
+
+def fpga_build(board, lanes, clock_mhz, output=None, progress=None):
+    """Build the board's bitstream (:func:`squeezefpga.boards.flow.build`) into ``output``
+    (default ``build/BOARD-LANES``); the report is also kept for ``bench`` and ``report``."""
+    from squeezefpga.boards.flow import build, check_build, TOOLS, tool
+    check_build(board, lanes, clock_mhz)              # the quick checks, before anything
+    for name in TOOLS:
+        tool(name)
+    output = Path(output or Path("build") / f"{board}-{lanes}")
+    if output.exists() and not output.is_dir():
+        raise SqueezeFPGAError(f"{output}: is a file, not a build folder")
+    result = build(board, lanes, clock_mhz, output, progress)
+    record = _build_record(board, lanes)
+    try:
+        record.parent.mkdir(parents=True, exist_ok=True)
+        record.write_text(json.dumps(result.json()))
+    except OSError:
+        pass
+    return result
+
+
+def program_board(bitstream):
+    """Load a bitstream into the ULX3S (:func:`squeezefpga.boards.program.program`)."""
+    from squeezefpga.boards.program import program
+    return program(bitstream)
 
 
 def write_html_report(path, results, model, image_path, board=None):

@@ -5,9 +5,12 @@ from amaranth.lib import stream, wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
-from .activation_memory import ActivationMemory
+from squeezefpga.blob_format import ENC_SPARSE
 from squeezefpga.config import AcceleratorConfig
+
+from .activation_memory import ActivationMemory
 from .conv_engine import ConvEngine
+from .descriptor import DescriptorLayout
 from .host_port import HostPort
 from .pool_unit import PoolUnit
 from .ports import ReadShare, WriteShare
@@ -18,13 +21,11 @@ __all__ = ["Accelerator", "byte_stream_ports"]
 
 
 def byte_stream_ports():
-    """The ports every top shares: host bytes in and out, and ``busy``."""
+    """The ports every top shares: host bytes in and out, ``busy``, and what a board shows
+    on its LEDs: ``run_error`` (the last run met a step it cannot execute) and
+    ``model_loaded``."""
     return {"host_in": In(stream.Signature(8)), "host_out": Out(stream.Signature(8)),
-            "busy": Out(1)}
-
-
-def _field(words, word, lo, hi):
-    return words[32 * word + lo: 32 * word + hi]
+            "busy": Out(1), "run_error": Out(1), "model_loaded": Out(1)}
 
 
 class Accelerator(wiring.Component):
@@ -45,6 +46,10 @@ class Accelerator(wiring.Component):
     host_out : Out(stream.Signature(8))
     busy : Out(1)
         A command or a run is in progress (the simulated board clocks freely while high).
+    run_error : Out(1)
+        The last run stopped at a step the hardware cannot execute.
+    model_loaded : Out(1)
+        A model verified by SET_MODEL is loaded.
     port_idle : Out(1)
         The host port has no command in progress (it may still be running the program).
     """
@@ -67,7 +72,8 @@ class Accelerator(wiring.Component):
 
         wiring.connect(m, wiring.flipped(self.host_in), port.host_in)
         wiring.connect(m, port.host_out, wiring.flipped(self.host_out))
-        m.d.comb += [self.busy.eq(seq.running | ~port.idle), self.port_idle.eq(port.idle)]
+        m.d.comb += [self.busy.eq(seq.running | ~port.idle), self.port_idle.eq(port.idle),
+                     self.run_error.eq(seq.error), self.model_loaded.eq(port.model_loaded)]
 
         # Weight buffer: the host writes; host, sequencer and weight decoder read, one at a
         # time (the host while the sequencer is idle).
@@ -107,25 +113,23 @@ class Accelerator(wiring.Component):
             port.step.eq(seq.layer_index),
             seq.conv_done.eq(conv.done), seq.pool_done.eq(pool.done),
         ]
-        in_c, in_h = _field(words, 1, 0, 16), _field(words, 1, 16, 32)
-        in_w, out_c = _field(words, 2, 0, 16), _field(words, 2, 16, 32)
-        out_h, out_w = _field(words, 3, 0, 16), _field(words, 3, 16, 32)
-        src, dst = _field(words, 4, 0, 32), _field(words, 5, 0, 32)
+        # The units take the layer from registers: a copy of the descriptor, a cycle after
+        # the sequencer's words (it waits that cycle before it starts a unit).
+        layer = Signal(DescriptorLayout)
+        m.d.sync += layer.eq(words)
+        conv_fields = ("kernel", "pad", "in_c", "in_h", "in_w", "out_c", "out_h", "out_w",
+                       "src", "dst", "count", "multiplier", "shift", "n_codes")
+        m.d.comb += [getattr(conv, f).eq(getattr(layer, f)) for f in conv_fields]
         m.d.comb += [
-            conv.start.eq(seq.conv_start),
-            conv.kernel.eq(_field(words, 0, 8, 16)), conv.pad.eq(_field(words, 0, 24, 32)),
-            conv.in_c.eq(in_c), conv.in_h.eq(in_h), conv.in_w.eq(in_w),
-            conv.out_c.eq(out_c), conv.out_h.eq(out_h), conv.out_w.eq(out_w),
-            conv.src.eq(src), conv.dst.eq(dst),
-            conv.weights_addr.eq(_field(words, 6, 0, 32)), conv.count.eq(_field(words, 7, 0, 32)),
-            conv.multiplier.eq(_field(words, 8, 0, 16)), conv.shift.eq(_field(words, 8, 16, 24)),
-            conv.n_codes.eq(_field(words, 8, 24, 32)),
-            conv.sparse.eq(_field(words, 9, 0, 8) == 2),
-            conv.mode_valid.eq(seq.conv_valid), conv.mode_border.eq(seq.conv_border),
+            conv.start.eq(seq.conv_start), conv.weights_addr.eq(layer.weights),
+            conv.sparse.eq(layer.encoding == ENC_SPARSE),
+            conv.mode_valid.eq((layer.pad == 0) & (layer.kernel != 1)),
+            conv.mode_border.eq((layer.kernel == 1) & (layer.pad == 1)),
             pool.start.eq(seq.pool_start), pool.global_sum.eq(seq.pool_global_sum),
-            pool.src.eq(src), pool.dst.eq(dst), pool.channels.eq(in_c),
-            pool.in_h.eq(in_h), pool.in_w.eq(in_w), pool.out_h.eq(out_h), pool.out_w.eq(out_w),
+            pool.channels.eq(layer.in_c),
         ]
+        m.d.comb += [getattr(pool, f).eq(getattr(layer, f))
+                     for f in ("src", "dst", "in_h", "in_w", "out_h", "out_w")]
 
         # Performance counters.
         total, lane_cycles, entries = Signal(64), Signal(64), Signal(64)

@@ -23,8 +23,9 @@ from amaranth.lib.wiring import In, Out
 
 from squeezefpga.blob_format import CODE_BITS, MULTIPLIER_BITS
 
-from .ports import ReadSignature, WriteSignature
+from .ports import ReadSignature, WriteSignature, replicate
 from .requantizer import Requantizer
+from .multiplier import SequentialMultiplier
 from .weight_decoder import WeightDecoder
 
 __all__ = ["ConvEngine", "tile_layout", "tap_layout"]
@@ -93,7 +94,7 @@ class ConvEngine(wiring.Component):
         Weight buffer read port (the weight decoder's).
     act_read : Out(ReadSignature); act_write : Out(WriteSignature)
     mac_entries : Out(1)
-        High on every cycle a weight reaches the accumulators.
+        High on every cycle a weight reaches the accumulators (a cycle late).
     lanes_busy : Out
         Lanes on grid positions during that cycle.
     """
@@ -127,7 +128,7 @@ class ConvEngine(wiring.Component):
 
     def elaborate(self, platform):
         m = Module()
-        st = SimpleNamespace()           # the signals the stages share
+        st = SimpleNamespace(platform=platform)   # the signals the stages share
         self._buffers(m, st)
         self._control(m, st)
         self._fetch(m, st)
@@ -199,6 +200,12 @@ class ConvEngine(wiring.Component):
         origin_out = Signal(S + 1)         # (oy * out_w + ox) of the first written pixel
         row_step = Signal(2 * S + 1)       # a * out_w
         st.x_init = [Signal(S, name=f"x_init{l}") for l in range(N)]
+        m.submodules.multiplier = mul = SequentialMultiplier(16, 16)
+        kk = Signal(8)
+        step = Signal(range(8))
+        products = [(self.kernel, self.kernel, kk), (self.in_c, kk, st.n_taps),
+                    (self.in_h, self.in_w, st.plane_in), (self.out_h, self.out_w, plane_out),
+                    (st.hv, self.in_w, st.q_end), (st.div_a, self.out_w, row_step)]
         # Tap table build counters.
         tky, tkx = Signal(4), Signal(4)
         t_idx = Signal(T + 1)
@@ -231,11 +238,7 @@ class ConvEngine(wiring.Component):
         with m.FSM():
             with m.State("IDLE"):
                 with m.If(self.start):
-                    m.d.comb += dec.start.eq(1)
                     m.d.sync += [
-                        st.plane_in.eq(self.in_h * self.in_w),
-                        plane_out.eq(self.out_h * self.out_w),
-                        st.n_taps.eq(self.in_c * self.kernel * self.kernel),
                         st.masked.eq(~self.mode_valid & ~self.mode_border & (self.pad == 1)),
                         st.merged.eq(~self.mode_valid & ~self.mode_border),
                         st.wv.eq(Mux(self.mode_valid, self.out_w, self.in_w)),
@@ -251,21 +254,39 @@ class ConvEngine(wiring.Component):
                     m.d.sync += [st.div_b.eq(st.div_b - self.in_w), st.div_a.eq(st.div_a + 1)]
                 with m.Else():
                     m.d.sync += [
-                        st.q_end.eq(st.hv * self.in_w),
-                        row_step.eq(st.div_a * self.out_w),
                         rows_per_tile.eq(Mux(st.merged, 1, Mux(
                             self.mode_border,
                             Mux(self.out_h + 1 > st.div_a + 2, self.out_h + 1, st.div_a + 2),
                             st.div_a + 2))),
+                        step.eq(0),
                     ]
-                    m.next = "TABLE"
+                    m.next = "MULTIPLY"
+            # The layer's products, one after the other on the shift-and-add multiplier.
+            with m.State("MULTIPLY"):
+                m.d.comb += mul.start.eq(1)
+                with m.Switch(step):
+                    for i, (a, b, _) in enumerate(products):
+                        with m.Case(i):
+                            m.d.comb += [mul.a.eq(a), mul.b.eq(b)]
+                m.next = "PRODUCT"
+            with m.State("PRODUCT"):
+                with m.If(~mul.busy):
+                    with m.Switch(step):
+                        for i, (_, _, dest) in enumerate(products):
+                            with m.Case(i):
+                                m.d.sync += dest.eq(mul.product)
+                    m.d.sync += step.eq(step + 1)
+                    with m.If(step == len(products) - 1):
+                        m.d.comb += dec.start.eq(1)
+                        m.next = "TABLE"
+                    with m.Else():
+                        m.next = "MULTIPLY"
             with m.State("TABLE"):
                 # Tap table (one tap per cycle) and the lanes' column positions (shifted in).
-                pad = Mux(st.masked, 1, 0)
                 m.d.comb += [
                     st.tap_w.en.eq(t_idx < st.n_taps), st.tap_w.addr.eq(t_idx),
                     st.tap_w.data.eq(Cat(
-                        (t_cbase + t_row + tkx - pad * (self.in_w + 1))[:A + 2],
+                        (t_cbase + t_row + tkx - Mux(st.masked, self.in_w + 1, 0))[:A + 2],
                         st.masked & (tkx < 1), st.masked & (tkx > 1),
                         st.masked & (tky < 1), st.masked & (tky > 1))),
                 ]
@@ -399,16 +420,16 @@ class ConvEngine(wiring.Component):
                 step = x_used[l] + st.div_b
                 m.d.sync += x_cur[l].eq(Mux(step >= self.in_w, step - self.in_w, step))
 
-        # X: the lanes' bytes and the weight (one copy per WEIGHT_FANOUT lanes), registered:
-        # the multipliers' input registers.
+        # X: the lanes' bytes and the weight, registered: the multipliers' input registers.
+        # What every lane takes (the weight; below the bias, the load and enables) has one
+        # copy per WEIGHT_FANOUT lanes.
+        groups = -(-N // WEIGHT_FANOUT)
         st.x_valid = Signal()
         x = [Signal(8, name=f"x{l}") for l in range(N)]
-        weights = [Signal(signed(8), name=f"w{g}", attrs={"keep": 1})
-                   for g in range(-(-N // WEIGHT_FANOUT))]
+        weights = [w.as_signed() for w in replicate(m, st.platform, answer.w, groups, "w")]
         info = Signal(data.StructLayout({"first": 1, "last": 1, "real": 1, "bias": signed(32),
                                          "tile": tile_layout(cfg)}))
         m.d.sync += [st.x_valid.eq(valid)] + [x[l].eq(xs[l]) for l in range(N)]
-        m.d.sync += [w.eq(answer.w) for w in weights]
         m.d.sync += [info.first.eq(answer.first), info.last.eq(answer.last),
                      info.real.eq(answer.real), info.bias.eq(answer.bias),
                      info.tile.eq(answer.tile)]
@@ -419,16 +440,24 @@ class ConvEngine(wiring.Component):
         p_info = Signal(info.shape(), name="p_info")
         m.d.sync += [st.p_valid.eq(st.x_valid), p_info.eq(info)]
         m.d.sync += [prod[l].eq(weights[l // WEIGHT_FANOUT] * x[l]) for l in range(N)]
+        # Per group: load the bias (a tile's first weight), accumulate, capture (its last).
+        controls = replicate(m, st.platform, Cat(info.first, st.x_valid & info.last,
+                                                 st.x_valid, info.bias), groups, "control")
+        st.capture_group = [c[1] for c in controls]
 
         # Accumulate (the bias on a tile's first weight); capture the tile at its last.
         acc = [Signal(signed(32), name=f"acc{l}") for l in range(N)]
-        st.acc_next = [Mux(p_info.first, p_info.bias, acc[l]) + prod[l] for l in range(N)]
-        with m.If(st.p_valid):
-            m.d.sync += [acc[l].eq(st.acc_next[l]) for l in range(N)]
-        m.d.comb += self.mac_entries.eq(st.p_valid & p_info.real)
+        st.acc_next = []
+        for l in range(N):
+            c = controls[l // WEIGHT_FANOUT]
+            st.acc_next.append(Mux(c[0], c[3:].as_signed(), acc[l]) + prod[l])
+            with m.If(c[2]):
+                m.d.sync += acc[l].eq(st.acc_next[l])
+        # The counters' inputs, registered (the counters' adders are 64 bits wide).
+        m.d.sync += self.mac_entries.eq(st.p_valid & p_info.real)
         span = st.q_end - p_info.tile.q0
-        with m.If(st.p_valid & p_info.real):
-            m.d.comb += self.lanes_busy.eq(Mux(span > N, N, span))
+        m.d.sync += self.lanes_busy.eq(Mux(st.p_valid & p_info.real, Mux(span > N, N, span),
+                                           0))
         st.capture = Signal()
         st.capture_tile = p_info.tile
         m.d.comb += st.capture.eq(st.p_valid & p_info.last)
@@ -441,8 +470,10 @@ class ConvEngine(wiring.Component):
         tile = tile_layout(cfg)
         shadow = [Signal(signed(32), name=f"shadow{l}") for l in range(N)]
         shadow_tile = Signal(tile)
+        for l in range(N):
+            with m.If(st.capture_group[l // WEIGHT_FANOUT]):
+                m.d.sync += shadow[l].eq(st.acc_next[l])
         with m.If(st.capture):
-            m.d.sync += [shadow[l].eq(st.acc_next[l]) for l in range(N)]
             m.d.sync += shadow_tile.eq(st.capture_tile)
         # rq_left counts the lanes each requantiser still has to take from the shadow, then
         # the cycles until its last result is out.

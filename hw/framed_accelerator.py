@@ -26,6 +26,8 @@ class FramedAccelerator(wiring.Component):
         Framed requests and replies (docs/PROTOCOL.md).
     busy : Out(1)
         A frame, a command or a run is in progress.
+    run_error, model_loaded : Out(1)
+        As :class:`Accelerator`'s.
     """
 
     def __init__(self, config=None, build_id=0):
@@ -41,5 +43,7 @@ class FramedAccelerator(wiring.Component):
         wiring.connect(m, link.host_out, wiring.flipped(self.host_out))
         wiring.connect(m, link.port_in, accel.host_in)
         wiring.connect(m, accel.host_out, link.port_out)
-        m.d.comb += [link.port_idle.eq(accel.port_idle), self.busy.eq(accel.busy | ~link.idle)]
+        m.d.comb += [link.port_idle.eq(accel.port_idle), self.busy.eq(accel.busy | ~link.idle),
+                     self.run_error.eq(accel.run_error),
+                     self.model_loaded.eq(accel.model_loaded)]
         return m

@@ -38,6 +38,8 @@ class HostPort(wiring.Component):
     act_read : Out(ReadSignature); act_write : Out(WriteSignature)
     run, first, last : Out; running, error : In(1); step : In(8)
         Run control, and the step the sequencer is on (for STATUS).
+    model_loaded : Out(1)
+        A model verified by SET_MODEL is in the weight buffer.
     ctr_addr : Out(8); ctr_data : In(32); totals : In(192)
         Per-step cycle counters (read port) and the three 64-bit totals.
     """
@@ -56,6 +58,7 @@ class HostPort(wiring.Component):
             "act_write": Out(WriteSignature(c.act_addr_bits, 8 * c.lanes, c.lanes)),
             "run": Out(1), "first": Out(8), "last": Out(8),
             "running": In(1), "error": In(1), "step": In(8),
+            "model_loaded": Out(1),
             "ctr_addr": Out(8), "ctr_data": In(32), "totals": In(192),
         })
 
@@ -83,6 +86,7 @@ class HostPort(wiring.Component):
         model_valid, model_crc = Signal(), Signal(32)
         model_fields = Cat(model_valid, Const(0, 7), model_crc)
         m.submodules.verifier = verifier = BlobVerifier(len(self.weights.addr))
+        m.d.comb += self.model_loaded.eq(model_valid)
         reply_byte = Signal(8)
         run_last = Signal(8)
         status_reply = Signal(8 * cmd.STATUS_REPLY.size)

@@ -5,7 +5,7 @@ docs/PROTOCOL.md is the contract and :mod:`squeezefpga.protocol` holds its const
 """
 
 from amaranth import Array, Cat, Const, Module, Mux, Signal
-from amaranth.lib import stream, wiring
+from amaranth.lib import crc, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from squeezefpga.protocol import (LINK_BAD_CRC, LINK_BAD_VERSION, LINK_OK, LINK_REPLY_OVERFLOW,
@@ -13,21 +13,7 @@ from squeezefpga.protocol import (LINK_BAD_CRC, LINK_BAD_VERSION, LINK_OK, LINK_
 
 from .ram import Ram
 
-__all__ = ["LinkLayer", "crc32_byte"]
-
-CRC_POLY = 0xEDB88320                  # reflected CRC-32, as zlib.crc32
-
-
-def crc32_byte(m, crc, byte, name):
-    """The CRC-32 register after one more byte (unrolled over its 8 bits); each bit step is
-    its own signal, else the expression tree doubles per step."""
-    value = Signal(32, name=f"{name}_0")
-    m.d.comb += value.eq(crc ^ byte)
-    for bit in range(1, 9):
-        step = Signal(32, name=f"{name}_{bit}")
-        m.d.comb += step.eq((value >> 1) ^ Mux(value[0], CRC_POLY, 0))
-        value = step
-    return value
+__all__ = ["LinkLayer"]
 
 
 class LinkLayer(wiring.Component):
@@ -67,16 +53,19 @@ class LinkLayer(wiring.Component):
         m = Module()
         m.submodules.request = request = Ram(8, MAX_PAYLOAD)
         m.submodules.reply = reply = Ram(8, MAX_PAYLOAD)
-        crc = Signal(32, init=0xFFFFFFFF)
+        # zlib's CRC-32 of the received frame (after the SOF) and of the reply being sent.
+        m.submodules.rx_crc = rx_crc = crc.catalog.CRC32_ISO_HDLC(data_width=8).create()
+        m.submodules.tx_crc = tx_crc = crc.catalog.CRC32_ISO_HDLC(data_width=8).create()
         version, seq, status = Signal(8), Signal(8), Signal(8)
         length, idx = Signal(16), Signal(16)
         header = Signal(3)
         received_crc = Signal(32)
         timer = Signal(range(self.timeout_cycles + 1))
         reply_len, overflow = Signal(16), Signal()
+        byte_out = Signal(8)                   # a frame buffer's byte, registered
         byte_in = self.host_in.payload
         got = self.host_in.valid & self.host_in.ready
-        crc_in = crc32_byte(m, crc, byte_in, "crc_rx")
+        m.d.comb += rx_crc.data.eq(byte_in)
 
         def watchdog():
             with m.If(got):
@@ -102,13 +91,15 @@ class LinkLayer(wiring.Component):
             with m.State("HUNT"):
                 m.d.comb += [self.idle.eq(1), self.host_in.ready.eq(1)]
                 with m.If(self.host_in.valid & (byte_in == SOF)):
-                    m.d.sync += [header.eq(0), crc.eq(0xFFFFFFFF), timer.eq(0)]
+                    m.d.comb += rx_crc.start.eq(1)
+                    m.d.sync += [header.eq(0), timer.eq(0)]
                     m.next = "HEADER"
             with m.State("HEADER"):          # version, sequence, length (2)
                 m.d.comb += self.host_in.ready.eq(1)
                 watchdog()
                 with m.If(self.host_in.valid):
-                    m.d.sync += [crc.eq(crc_in), header.eq(header + 1)]
+                    m.d.comb += rx_crc.valid.eq(1)
+                    m.d.sync += header.eq(header + 1)
                     with m.Switch(header):
                         with m.Case(0):
                             m.d.sync += version.eq(byte_in)
@@ -133,7 +124,8 @@ class LinkLayer(wiring.Component):
                 with m.If(self.host_in.valid):
                     m.d.comb += [request.write_addr.eq(idx), request.write_data.eq(byte_in),
                                  request.write_en.eq(1)]
-                    m.d.sync += [crc.eq(crc_in), idx.eq(idx + 1)]
+                    m.d.comb += rx_crc.valid.eq(1)
+                    m.d.sync += idx.eq(idx + 1)
                     with m.If(idx + 1 == length):
                         m.d.sync += idx.eq(0)
                         m.next = "CHECK"
@@ -145,7 +137,7 @@ class LinkLayer(wiring.Component):
                     m.d.sync += [received_crc.eq(value), idx.eq(idx + 1)]
                     with m.If(idx == 3):
                         m.d.sync += [idx.eq(0), reply_len.eq(0), overflow.eq(0)]
-                        with m.If(value != ~crc):
+                        with m.If(value != rx_crc.crc):
                             m.d.sync += status.eq(LINK_BAD_CRC)
                             m.next = "REPLY"
                         with m.Elif(version != LINK_VERSION):
@@ -159,9 +151,12 @@ class LinkLayer(wiring.Component):
                             m.next = "FETCH"
             with m.State("FETCH"):           # payload byte idx -> the host port
                 m.d.comb += [request.read_addr.eq(idx), request.read_en.eq(1)]
+                m.next = "LATCH"
+            with m.State("LATCH"):           # the block RAM's output, registered
+                m.d.sync += byte_out.eq(request.read_data)
                 m.next = "FORWARD"
             with m.State("FORWARD"):
-                m.d.comb += [self.port_in.valid.eq(1), self.port_in.payload.eq(request.read_data)]
+                m.d.comb += [self.port_in.valid.eq(1), self.port_in.payload.eq(byte_out)]
                 with m.If(self.port_in.ready):
                     m.d.sync += idx.eq(idx + 1)
                     with m.If(idx + 1 == length):
@@ -175,16 +170,16 @@ class LinkLayer(wiring.Component):
             with m.State("REPLY"):           # start byte, version, sequence, status, length
                 with m.If(status != LINK_OK):
                     m.d.sync += reply_len.eq(0)
-                m.d.sync += [idx.eq(0), crc.eq(0xFFFFFFFF)]
+                m.d.comb += tx_crc.start.eq(1)
+                m.d.sync += idx.eq(0)
                 m.next = "SEND_HEADER"
             with m.State("SEND_HEADER"):
                 byte = out_header[idx[:3]]
-                crc_header = crc32_byte(m, crc, byte, "crc_header")
                 m.d.comb += [self.host_out.valid.eq(1), self.host_out.payload.eq(byte)]
                 with m.If(self.host_out.ready):
                     m.d.sync += idx.eq(idx + 1)
                     with m.If(idx != 0):
-                        m.d.sync += crc.eq(crc_header)
+                        m.d.comb += [tx_crc.valid.eq(1), tx_crc.data.eq(byte)]
                     with m.If(idx == 5):
                         m.d.sync += idx.eq(0)
                         with m.If(reply_len == 0):
@@ -193,12 +188,15 @@ class LinkLayer(wiring.Component):
                             m.next = "SEND_FETCH"
             with m.State("SEND_FETCH"):
                 m.d.comb += [reply.read_addr.eq(idx), reply.read_en.eq(1)]
+                m.next = "SEND_LATCH"
+            with m.State("SEND_LATCH"):
+                m.d.sync += byte_out.eq(reply.read_data)
                 m.next = "SEND_DATA"
             with m.State("SEND_DATA"):
-                m.d.comb += [self.host_out.valid.eq(1), self.host_out.payload.eq(reply.read_data)]
+                m.d.comb += [self.host_out.valid.eq(1), self.host_out.payload.eq(byte_out)]
                 with m.If(self.host_out.ready):
-                    m.d.sync += [idx.eq(idx + 1),
-                                 crc.eq(crc32_byte(m, crc, reply.read_data, "crc_data"))]
+                    m.d.comb += [tx_crc.valid.eq(1), tx_crc.data.eq(byte_out)]
+                    m.d.sync += idx.eq(idx + 1)
                     with m.If(idx + 1 == reply_len):
                         m.d.sync += idx.eq(0)
                         m.next = "SEND_CRC"
@@ -206,7 +204,7 @@ class LinkLayer(wiring.Component):
                         m.next = "SEND_FETCH"
             with m.State("SEND_CRC"):
                 m.d.comb += [self.host_out.valid.eq(1),
-                             self.host_out.payload.eq((~crc).word_select(idx[:2], 8))]
+                             self.host_out.payload.eq(tx_crc.crc.word_select(idx[:2], 8))]
                 with m.If(self.host_out.ready):
                     m.d.sync += idx.eq(idx + 1)
                     with m.If(idx == 3):

@@ -2,10 +2,13 @@
 both streaming: a wide read is issued every cycle and the answers are folded as they come
 back from the pipelined activation memory."""
 
+from types import SimpleNamespace
+
 from amaranth import Cat, Const, Module, Mux, Signal
 from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 
+from .multiplier import SequentialMultiplier
 from .ports import ReadSignature, WriteSignature, delay
 
 __all__ = ["PoolUnit", "pool_tag_layout"]
@@ -70,8 +73,12 @@ class PoolUnit(wiring.Component):
         issuing, in_flight = Signal(), Signal(range(64))
         issued = Signal()
         m.d.comb += issued.eq(self.act_read.en)
-        tag = data.View(self.tag, self.act_read.tag)
-        self._issue(m, tag, issuing)
+        # The request is computed here and registered: the memory gets it from registers.
+        request = SimpleNamespace(en=Signal(), addr=Signal(len(self.act_read.addr)),
+                                  tag=Signal(self.tag))
+        m.d.sync += [self.act_read.en.eq(request.en), self.act_read.addr.eq(request.addr),
+                     self.act_read.tag.eq(request.tag)]
+        self._issue(m, request, issuing)
         answers = self._answers(m)
         m.d.sync += in_flight.eq(in_flight + issued - self.act_read.valid)
         # Done once nothing is issued or in flight, and the folding stages have written.
@@ -81,7 +88,8 @@ class PoolUnit(wiring.Component):
                 with m.If(self.start):
                     m.next = "RUN"
             with m.State("RUN"):
-                with m.If(~issuing & (in_flight == 0) & ~self.act_read.valid & ~answers):
+                with m.If(~issuing & ~issued & (in_flight == 0) & ~self.act_read.valid
+                          & ~answers):
                     m.d.comb += finishing.eq(1)
                     m.next = "IDLE"
         m.d.comb += self.done.eq(finishing)
@@ -89,10 +97,11 @@ class PoolUnit(wiring.Component):
 
     # -- issue: one wide read per cycle --------------------------------------------------------
 
-    def _issue(self, m, tag, issuing):
+    def _issue(self, m, request, issuing):
         c = self.config
         N, A, S = c.lanes, c.act_addr_bits, c.side_bits
         seg = N // 2 - 1                     # outputs per segment
+        tag = request.tag
         chan = Signal(16)
         in_plane, out_plane = Signal(A), Signal(A)
         yo, x0, row = Signal(S), Signal(S), Signal(2)
@@ -100,12 +109,27 @@ class PoolUnit(wiring.Component):
         plane_in = Signal(2 * S)
         chunk = Signal(2 * S + 1)            # bytes of the plane before this chunk
         out_count = self.out_w - x0
+        out_row = Signal(A)                  # address of output row yo in this plane
+        plane_out = Signal(2 * S)
+        m.submodules.multiplier = mul = SequentialMultiplier(S, S)
         with m.FSM():
             with m.State("IDLE"):
                 with m.If(self.start):
+                    m.d.comb += [mul.start.eq(1), mul.a.eq(self.in_h), mul.b.eq(self.in_w)]
                     m.d.sync += [chan.eq(0), in_plane.eq(self.src), out_plane.eq(self.dst),
                                  yo.eq(0), x0.eq(0), row.eq(0), in_row.eq(self.src),
-                                 plane_in.eq(self.in_h * self.in_w), chunk.eq(0)]
+                                 out_row.eq(self.dst), chunk.eq(0)]
+                    m.next = "PLANE_IN"
+            with m.State("PLANE_IN"):           # the plane sizes, on the multiplier
+                m.d.comb += issuing.eq(1)
+                with m.If(~mul.busy):
+                    m.d.sync += plane_in.eq(mul.product)
+                    m.d.comb += [mul.start.eq(1), mul.a.eq(self.out_h), mul.b.eq(self.out_w)]
+                    m.next = "PLANE_OUT"
+            with m.State("PLANE_OUT"):
+                m.d.comb += issuing.eq(1)
+                with m.If(~mul.busy):
+                    m.d.sync += plane_out.eq(mul.product)
                     m.next = "DISPATCH"
             with m.State("DISPATCH"):
                 m.d.comb += issuing.eq(1)
@@ -114,13 +138,13 @@ class PoolUnit(wiring.Component):
                 with m.Else():
                     m.next = "POOL"
             with m.State("POOL"):
-                m.d.comb += [issuing.eq(1), self.act_read.en.eq(1),
-                             self.act_read.addr.eq(in_row + Mux(row == 0, 0, Mux(
+                m.d.comb += [issuing.eq(1), request.en.eq(1),
+                             request.addr.eq(in_row + Mux(row == 0, 0, Mux(
                                  row == 1, self.in_w, self.in_w << 1)) + (x0 << 1)),
                              tag.row.eq(row), tag.row_ok.eq((yo << 1) + row < self.in_h),
                              tag.cols.eq(Mux(self.in_w - (x0 << 1) > N, N,
                                              self.in_w - (x0 << 1))),
-                             tag.out_addr.eq(out_plane + yo * self.out_w + x0),
+                             tag.out_addr.eq(out_row + x0),
                              tag.out_count.eq(Mux(out_count > seg, seg, out_count))]
                 m.d.sync += row.eq(row + 1)
                 with m.If(row == 2):
@@ -129,18 +153,20 @@ class PoolUnit(wiring.Component):
                         m.d.sync += x0.eq(x0 + seg)
                     with m.Elif(yo + 1 < self.out_h):
                         m.d.sync += [x0.eq(0), yo.eq(yo + 1),
-                                     in_row.eq(in_row + (self.in_w << 1))]
+                                     in_row.eq(in_row + (self.in_w << 1)),
+                                     out_row.eq(out_row + self.out_w)]
                     with m.Elif(chan + 1 < self.channels):
                         m.d.sync += [x0.eq(0), yo.eq(0), chan.eq(chan + 1),
                                      in_row.eq(in_plane + plane_in),
                                      in_plane.eq(in_plane + plane_in),
-                                     out_plane.eq(out_plane + self.out_h * self.out_w)]
+                                     out_row.eq(out_plane + plane_out),
+                                     out_plane.eq(out_plane + plane_out)]
                     with m.Else():
                         m.next = "IDLE"
             with m.State("SUM"):
                 left = plane_in - chunk
-                m.d.comb += [issuing.eq(1), self.act_read.en.eq(1),
-                             self.act_read.addr.eq(in_plane + chunk),
+                m.d.comb += [issuing.eq(1), request.en.eq(1),
+                             request.addr.eq(in_plane + chunk),
                              tag.first.eq(chunk == 0), tag.last.eq(left <= N),
                              tag.cols.eq(Mux(left > N, N, left)),
                              tag.out_addr.eq(out_plane)]

@@ -6,11 +6,11 @@ it sends a *tag* with each request and gets it back with the data, in order, wit
 Writes are posted.
 """
 
-from amaranth import Cat, Const, Module, Signal
+from amaranth import Cat, ClockSignal, Const, Instance, Module, Signal
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
-__all__ = ["ReadSignature", "WriteSignature", "delay", "ReadShare", "WriteShare"]
+__all__ = ["ReadSignature", "WriteSignature", "delay", "replicate", "ReadShare", "WriteShare"]
 
 
 def ReadSignature(addr_bits, data_bits, tag_bits=1):
@@ -45,6 +45,29 @@ def delay(m, value, cycles, name):
         m.d.sync += stage.eq(value)
         value = stage
     return value
+
+
+def replicate(m, platform, value, copies, name):
+    """``copies`` registers, each ``value`` one cycle later, so that each drives a share of a
+    wide fan-out (a weight broadcast to every lane, say).
+
+    On an ECP5 they are TRELLIS_FF instances: yosys merges identical flip-flops otherwise,
+    even with ``keep`` on the wires. Elsewhere (simulation) they are plain registers.
+    """
+    ecp5 = getattr(platform, "family", None) == "ecp5"
+    out = []
+    for c in range(copies):
+        reg = Signal(len(value), name=f"{name}_copy{c}")
+        if ecp5:
+            for bit in range(len(value)):
+                m.submodules[f"{name}_copy{c}_ff{bit}"] = Instance(
+                    "TRELLIS_FF", p_GSR="DISABLED", p_CEMUX="1", p_CLKMUX="CLK",
+                    p_LSRMUX="LSR", p_REGSET="RESET", p_SRMODE="LSR_OVER_CE",
+                    i_CLK=ClockSignal(), i_DI=value[bit], i_LSR=Const(0, 1), o_Q=reg[bit])
+        else:
+            m.d.sync += reg.eq(value)
+        out.append(reg)
+    return out
 
 
 class ReadShare(wiring.Component):

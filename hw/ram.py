@@ -97,9 +97,13 @@ class Ram(wiring.Component):
 
 
 class Buffer(wiring.Component):
-    """A :class:`Ram` behind the tagged ports of :mod:`.ports`, with its output registered:
-    answers come :attr:`LATENCY` cycles after the request (block RAM, then a fabric register,
-    which keeps the block RAM's slow clock-to-out off every path that uses the data).
+    """A word-wide RAM behind the tagged ports of :mod:`.ports`, pipelined for an FPGA:
+    answers come :attr:`LATENCY` cycles after the request (registered request, block RAM,
+    registered output).
+
+    The RAM is built from one ``depth`` x 1 :class:`Ram` per bit: on an ECP5 each maps to
+    block RAMs in their 16K x 1 mode, so no output multiplexer sits between the block RAMs
+    and the register (a 16K-word, 32-bit buffer is 32 DP16KD either way).
 
     Parameters
     ----------
@@ -114,23 +118,35 @@ class Buffer(wiring.Component):
     write : In(WriteSignature)
     """
 
-    LATENCY = 2
+    LATENCY = 3
 
     def __init__(self, width, depth, granularity=None, tag_bits=1):
-        self._ram = Ram(width, depth, granularity)
-        abits = len(self._ram.read_addr)
+        granularity = granularity or width
+        if width % granularity:
+            raise ValueError(f"width {width} is not a multiple of granularity {granularity}")
+        self.width, self.depth, self.granularity = width, depth, granularity
+        abits = max(1, (depth - 1).bit_length())
         super().__init__({
             "read": In(ReadSignature(abits, width, tag_bits)),
-            "write": In(WriteSignature(abits, width, len(self._ram.write_en))),
+            "write": In(WriteSignature(abits, width, width // granularity)),
         })
 
     def elaborate(self, platform):
         m = Module()
-        m.submodules.ram = ram = self._ram
-        m.d.comb += [ram.read_addr.eq(self.read.addr), ram.read_en.eq(self.read.en),
-                     ram.write_addr.eq(self.write.addr), ram.write_data.eq(self.write.data),
-                     ram.write_en.eq(Cat(self.write.en & bit for bit in self.write.mask))]
-        m.d.sync += self.read.data.eq(ram.read_data)
+        r_addr = delay(m, self.read.addr, 1, "r_addr")
+        r_en = delay(m, self.read.en, 1, "r_en")
+        # Writes are registered too (they are posted: nothing reads back that soon).
+        w_addr = delay(m, self.write.addr, 1, "w_addr")
+        w_data = delay(m, self.write.data, 1, "w_data")
+        w_lanes = delay(m, Cat(self.write.en & bit for bit in self.write.mask), 1, "w_lanes")
+        bits = []
+        for i in range(self.width):
+            m.submodules[f"bit{i}"] = ram = Ram(1, self.depth)
+            m.d.comb += [ram.read_addr.eq(r_addr), ram.read_en.eq(r_en),
+                         ram.write_addr.eq(w_addr), ram.write_data.eq(w_data[i]),
+                         ram.write_en.eq(w_lanes[i // self.granularity])]
+            bits.append(ram.read_data)
+        m.d.sync += self.read.data.eq(Cat(*bits))
         answer = delay(m, Cat(self.read.en, self.read.tag), self.LATENCY, "answer")
         m.d.comb += [self.read.valid.eq(answer[0]), self.read.rtag.eq(answer[1:])]
         return m

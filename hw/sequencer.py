@@ -6,6 +6,7 @@ from amaranth.lib.wiring import In, Out
 
 from squeezefpga.blob_format import DESCRIPTOR, HEADER, OP_CONV, OP_GLOBAL_SUM, OP_MAXPOOL
 
+from .descriptor import DescriptorLayout
 from .ports import ReadSignature
 
 __all__ = ["Sequencer", "DESCRIPTOR_WORDS"]
@@ -27,11 +28,9 @@ class Sequencer(wiring.Component):
         ``error`` (sticky until the next run) flags a descriptor the hardware cannot execute.
     mem : Out(ReadSignature); fetching : Out(1)
         Weight buffer read port (the tag is the descriptor word), used while ``fetching``.
-    words : Out(32 * 10)
+    words : Out(DescriptorLayout)
         The current descriptor.
     conv_start, pool_start, pool_global_sum : Out(1); conv_done, pool_done : In(1)
-    conv_valid, conv_border : Out(1)
-        Conv mode (:func:`squeezefpga.config.conv_mode`).
     use_pool : Out(1)
         The pool unit owns the activation memory (else the conv engine).
     memory_idle : In(1)
@@ -49,9 +48,8 @@ class Sequencer(wiring.Component):
             "running": Out(1), "error": Out(1),
             "mem": Out(ReadSignature(word_bits, 32, 4)),
             "fetching": Out(1),
-            "words": Out(32 * DESCRIPTOR_WORDS),
-            "conv_start": Out(1), "conv_done": In(1), "conv_valid": Out(1),
-            "conv_border": Out(1),
+            "words": Out(DescriptorLayout),
+            "conv_start": Out(1), "conv_done": In(1),
             "pool_start": Out(1), "pool_done": In(1), "pool_global_sum": Out(1),
             "memory_idle": In(1),
             "use_pool": Out(1),
@@ -62,16 +60,14 @@ class Sequencer(wiring.Component):
         m = Module()
         words = Array(Signal(32, name=f"word{i}") for i in range(DESCRIPTOR_WORDS))
         m.d.comb += self.words.eq(Cat(*words))
-        op, kernel, stride, pad = (words[0][0:8], words[0][8:16], words[0][16:24],
-                                   words[0][24:32])
+        desc = self.words
+        op, kernel, stride, pad = desc.op, desc.kernel, desc.stride, desc.pad
         index, last = Signal(8), Signal(8)
         k, got = Signal(4), Signal(4)           # descriptor words asked for, words back
         cycles = Signal(32)
         # The step ends in NEXT, which counts too.
         m.d.comb += [self.layer_index.eq(index), self.layer_cycles.eq(cycles + 1)]
         m.d.sync += cycles.eq(cycles + 1)
-        m.d.comb += [self.conv_valid.eq((pad == 0) & (kernel != 1)),
-                     self.conv_border.eq((kernel == 1) & (pad == 1))]
         supported_conv = (stride == 1) & ((pad == 0) | (pad == 1) & ((kernel == 1)
                                                                       | (kernel == 3)))
 
@@ -93,7 +89,9 @@ class Sequencer(wiring.Component):
                 with m.If(self.mem.valid):
                     m.d.sync += [words[self.mem.rtag].eq(self.mem.data), got.eq(got + 1)]
                 with m.Elif(got == DESCRIPTOR_WORDS):
-                    m.next = "DISPATCH"
+                    m.next = "DECODE"
+            with m.State("DECODE"):       # the units' copy of the descriptor is registered
+                m.next = "DISPATCH"
             with m.State("DISPATCH"):
                 with m.If((op == OP_CONV) & supported_conv):
                     m.d.comb += self.conv_start.eq(1)

@@ -1,8 +1,9 @@
 """Weight decoder: turns one conv layer's compressed weight section into per-output-channel
 lists of non-zero (tap, code) pairs, one compressed entry per cycle."""
 
-from amaranth import Cat, Module, Mux, Signal, signed
+from amaranth import Cat, Const, Module, Mux, Signal, signed
 from amaranth.lib import wiring
+from amaranth.lib.fifo import SyncFIFO, SyncFIFOBuffered
 from amaranth.lib.wiring import In, Out
 
 from squeezefpga.blob_format import CODE_BITS, RUN_BITS
@@ -42,9 +43,9 @@ class WeightDecoder(wiring.Component):
         Publish one channel's list.
     """
 
-    #: Entry-stream bits held; two words may be in flight, so the stream keeps up with one
-    #: entry per cycle through the weight buffer's latency.
-    BUFFER_BITS = 96
+    #: Words of the entry stream fetched ahead (in flight or waiting), so that the stream
+    #: keeps up with one entry per cycle through the weight buffer's latency.
+    PREFETCH = 4
 
     def __init__(self, word_bits, tap_bits, channel_bits):
         self.tap_bits = tap_bits
@@ -81,23 +82,17 @@ class WeightDecoder(wiring.Component):
         # Copy loops (codebook, biases): one read per cycle; each answer carries its index.
         idx, got = Signal(self.index_bits), Signal(self.index_bits)
         bias_word = self.bias_addr[2:]
-        # Entry bit stream.
-        bits, nbits = Signal(self.BUFFER_BITS), Signal(range(self.BUFFER_BITS + 1))
-        fetch_addr, skip = Signal(len(mem.addr)), Signal(5)
-        in_flight = Signal(2)
-        first_word = Signal()
-        width = Mux(self.sparse, RUN_BITS + CODE_BITS, CODE_BITS)
-        run = Mux(self.sparse, bits[:RUN_BITS], 0)
-        code = Mux(self.sparse, bits[RUN_BITS:RUN_BITS + CODE_BITS], bits[:CODE_BITS])
-        pos = Signal(signed(tap_bits + 4))      # position in the current channel
-        target = Signal(signed(tap_bits + 4))
-        m.d.comb += target.eq(pos + run)
-        consumed = Signal(32)
-        channel = Signal(len(self.out_c))
-        wbuf = Signal()
-        n = Signal(tap_bits + 1)
-        consume = Signal()
+        # Layer constants, registered at start (they come from the descriptor's copy).
+        sparse, taps, out_c = Signal(), Signal(tap_bits + 1), Signal(len(self.out_c))
+        entries_word, entries_bit = Signal(len(mem.addr)), Signal(5)
+        count = Signal(32)
         streaming = Signal()
+        # Two stages, each a short loop: the parser cuts the bit stream into entries, the
+        # assigner gives each entry its channel and tap.
+        m.submodules.entries = entries = SyncFIFOBuffered(width=RUN_BITS + CODE_BITS, depth=4)
+        parsed_all = self._parser(m, sparse, entries_word, entries_bit, count, streaming,
+                                  entries)
+        channel = self._assigner(m, sparse, taps, out_c, count, streaming, entries)
 
         def copy(count, address, write, then):
             """Read ``count`` words from ``address(i)``, ``write(i, data)`` each answer."""
@@ -122,62 +117,122 @@ class WeightDecoder(wiring.Component):
             m.next = "BIAS"
 
         def to_stream():
-            m.d.sync += [bits.eq(0), nbits.eq(0), in_flight.eq(0), first_word.eq(1),
-                         fetch_addr.eq(self.entries_addr[2:]),
-                         skip.eq(Cat(0, 0, 0, self.entries_addr[:2])),
-                         pos.eq(0), consumed.eq(0), channel.eq(0), wbuf.eq(0), n.eq(0)]
+            m.d.comb += self._restart.eq(1)
             m.next = "STREAM"
 
         with m.FSM():
             with m.State("IDLE"):
                 with m.If(self.start):
                     m.d.sync += [idx.eq(0), got.eq(0)]
-                    m.next = "BOOK"
+                    m.next = "SETUP"
+            with m.State("SETUP"):
+                # The layer's constants, from registers from now on.
+                m.d.sync += [sparse.eq(self.sparse), taps.eq(self.taps), out_c.eq(self.out_c),
+                             count.eq(self.count), entries_word.eq(self.entries_addr[2:]),
+                             entries_bit.eq(Cat(Const(0, 3), self.entries_addr[:2]))]
+                m.next = "BOOK"
             with m.State("BOOK"):
-                copy(self.n_codes, lambda i: bias_word + self.out_c + (i >> 2), write_book,
+                copy(self.n_codes, lambda i: bias_word + out_c + (i >> 2), write_book,
                      to_bias)
             with m.State("BIAS"):
-                copy(self.out_c, lambda i: bias_word + i, write_bias, to_stream)
+                copy(out_c, lambda i: bias_word + i, write_bias, to_stream)
             with m.State("STREAM"):
                 m.d.comb += streaming.eq(1)
-                with m.If(channel == self.out_c):         # all channels published
-                    with m.If(in_flight == 0):            # no word of this layer in flight
-                        m.next = "IDLE"
-                with m.Elif(self.full.bit_select(wbuf, 1)):
-                    pass                          # the engine still replays this buffer
-                with m.Elif((consumed == self.count) | (nbits >= width) & (target >= self.taps)):
-                    # The next entry belongs to a later channel (or none is left): publish.
-                    m.d.comb += [self.chan_done.eq(1), self.chan_buf.eq(wbuf),
-                                 self.chan_count.eq(n)]
-                    m.d.sync += [channel.eq(channel + 1), wbuf.eq(~wbuf), n.eq(0),
-                                 pos.eq(pos - self.taps)]
-                with m.Elif(nbits >= width):
-                    m.d.comb += consume.eq(1)
-                    m.d.sync += [pos.eq(target + 1), consumed.eq(consumed + 1)]
-                    with m.If(code != 0):
-                        m.d.comb += [self.list_we.eq(1),
-                                     self.list_addr.eq(Cat(n[:tap_bits], wbuf)),
-                                     self.list_tap.eq(target), self.list_code.eq(code)]
-                        m.d.sync += n.eq(n + 1)
-
-        # Bit buffer: drop consumed bits, append an arriving word. A word is asked for while
-        # the bits held plus those in flight leave room for it.
-        used = Mux(consume, width, 0)
-        left = Signal(range(self.BUFFER_BITS + 1))
-        m.d.comb += left.eq(nbits - used)
-        arriving = Signal(32)
-        m.d.comb += arriving.eq(mem.data >> Mux(mem.rtag[0], skip, 0))
-        fetch = Signal()
-        m.d.comb += fetch.eq(streaming & (channel != self.out_c)
-                             & (left + 32 * (in_flight + 1) <= self.BUFFER_BITS))
-        with m.If(streaming):
-            with m.If(mem.valid):
-                m.d.sync += [bits.eq((bits >> used) | (arriving << left)),
-                             nbits.eq(left + 32 - Mux(mem.rtag[0], skip, 0))]
-            with m.Else():
-                m.d.sync += [bits.eq(bits >> used), nbits.eq(left)]
-            m.d.sync += in_flight.eq(in_flight + fetch - mem.valid)
-            with m.If(fetch):
-                m.d.comb += [mem.en.eq(1), mem.addr.eq(fetch_addr), mem.tag.eq(first_word)]
-                m.d.sync += [fetch_addr.eq(fetch_addr + 1), first_word.eq(0)]
+                with m.If((channel == out_c) & parsed_all):
+                    m.next = "IDLE"
         return m
+
+    def _parser(self, m, sparse, entries_word, entries_bit, count, streaming, entries):
+        """The bit stream, a window of two words read at a bit offset (refilled from a small
+        FIFO of words fetched ahead), cut into ``count`` entries pushed into ``entries``.
+        Returns a signal that is high once every entry is parsed and no word is in flight."""
+        mem = self.mem
+        m.submodules.words = words = SyncFIFO(width=32, depth=self.PREFETCH)
+        self._restart = restart = Signal()
+        cur, nxt = Signal(32), Signal(32)
+        full_window, half_window = Signal(), Signal()    # both words / only cur present
+        offset = Signal(5)
+        fetch_addr = Signal(len(mem.addr))
+        in_flight = Signal(range(self.PREFETCH + 1))
+        to_parse = Signal(32)
+        width = Mux(sparse, RUN_BITS + CODE_BITS, CODE_BITS)
+        parse = Signal()
+        m.d.comb += [parse.eq(streaming & full_window & (to_parse != 0) & entries.w_rdy),
+                     entries.w_en.eq(parse),
+                     entries.w_data.eq(Cat(cur, nxt).bit_select(offset, RUN_BITS + CODE_BITS))]
+        with m.If(restart):
+            m.d.sync += [full_window.eq(0), half_window.eq(0), offset.eq(entries_bit),
+                         fetch_addr.eq(entries_word), to_parse.eq(count)]
+        with m.Elif(parse):
+            m.d.sync += to_parse.eq(to_parse - 1)
+        # Consuming moves the offset; crossing a word boundary moves nxt into cur and takes
+        # the next word from the FIFO.
+        step = offset + Mux(parse, width, 0)
+        with m.If(streaming):
+            m.d.sync += offset.eq(step[:5])
+            with m.If(~half_window & ~full_window):
+                m.d.comb += words.r_en.eq(1)
+                with m.If(words.r_rdy):
+                    m.d.sync += [cur.eq(words.r_data), half_window.eq(1)]
+            with m.Elif(half_window):
+                m.d.comb += words.r_en.eq(1)
+                with m.If(words.r_rdy):
+                    m.d.sync += [nxt.eq(words.r_data), half_window.eq(0), full_window.eq(1)]
+            with m.Elif(step[5]):
+                m.d.comb += words.r_en.eq(1)
+                m.d.sync += [cur.eq(nxt), nxt.eq(words.r_data)]
+                with m.If(~words.r_rdy):
+                    m.d.sync += [full_window.eq(0), half_window.eq(1)]
+        with m.Elif(words.r_rdy):              # words fetched ahead belong to nobody
+            m.d.comb += words.r_en.eq(1)
+        # Fetch ahead while the FIFO has room for everything in flight.
+        fetch = Signal()
+        m.d.comb += fetch.eq(streaming & (to_parse != 0)
+                             & (words.level + in_flight < self.PREFETCH))
+        m.d.sync += in_flight.eq(in_flight + fetch - (streaming & mem.valid))
+        with m.If(fetch):
+            m.d.comb += [mem.en.eq(1), mem.addr.eq(fetch_addr)]
+            m.d.sync += fetch_addr.eq(fetch_addr + 1)
+        m.d.comb += [words.w_en.eq(streaming & mem.valid), words.w_data.eq(mem.data)]
+        done = Signal()
+        m.d.comb += done.eq((to_parse == 0) & (in_flight == 0))
+        return done
+
+    def _assigner(self, m, sparse, taps, out_c, count, streaming, entries):
+        """Each entry's channel and tap: published channel lists (ping-pong buffers).
+
+        ``room`` = taps - pos is how far the channel's end is: an entry whose zero-run reaches
+        it belongs to a later channel, so the current one is published first. Returns the
+        channel counter (``out_c`` once all are published)."""
+        tap_bits = self.tap_bits
+        entry = entries.r_data
+        run = Mux(sparse, entry[:RUN_BITS], 0)
+        code = Mux(sparse, entry[RUN_BITS:], entry[:CODE_BITS])
+        pos = Signal(signed(tap_bits + 4))      # position in the current channel
+        room = Signal(signed(tap_bits + 5))     # taps - pos
+        remaining = Signal(32)                  # entries not yet assigned
+        channel = Signal(len(self.out_c))
+        wbuf = Signal()
+        n = Signal(tap_bits + 1)
+        with m.If(self._restart):
+            m.d.sync += [pos.eq(0), room.eq(taps), remaining.eq(count),
+                         channel.eq(0), wbuf.eq(0), n.eq(0)]
+        with m.Elif(~streaming | (channel == out_c) | self.full.bit_select(wbuf, 1)):
+            pass                                # nothing to do, or the engine replays wbuf
+        with m.Elif((remaining == 0) | entries.r_rdy & (run >= room)):
+            # The next entry belongs to a later channel (or none is left): publish.
+            m.d.comb += [self.chan_done.eq(1), self.chan_buf.eq(wbuf), self.chan_count.eq(n)]
+            m.d.sync += [channel.eq(channel + 1), wbuf.eq(~wbuf), n.eq(0),
+                         pos.eq(pos - taps), room.eq(room + taps)]
+        with m.Elif(entries.r_rdy):
+            m.d.comb += entries.r_en.eq(1)
+            m.d.sync += [pos.eq(pos + run + 1), room.eq(room - run - 1),
+                         remaining.eq(remaining - 1)]
+            with m.If(code != 0):
+                m.d.comb += [self.list_we.eq(1), self.list_addr.eq(Cat(n[:tap_bits], wbuf)),
+                             self.list_tap.eq(pos + run), self.list_code.eq(code)]
+                m.d.sync += n.eq(n + 1)
+        # Entries parsed after the last channel was published belong to nobody.
+        with m.If(~streaming & entries.r_rdy):
+            m.d.comb += entries.r_en.eq(1)
+        return channel

