@@ -5,22 +5,26 @@ from amaranth import Cat, Const, Module, Mux, Signal
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
-from .ports import ReadSignature, WriteSignature, delay
+from .ports import ReadSignature, WriteSignature, delay, replicate
 from .ram import Ram
 
-__all__ = ["ActivationMemory", "rotate_stages", "ROTATE_LEVELS_PER_STAGE"]
+__all__ = ["ActivationMemory", "rotate_stages", "ROTATE_LEVELS_PER_STAGE", "FANOUT"]
 
 #: Barrel-shifter levels between two registers of a rotation (2 levels of 2:1 muxes fit a
 #: LUT4 level each; measured on ECP5: 3 stages of 2 levels close at 100 MHz for 64 lanes).
 ROTATE_LEVELS_PER_STAGE = 2
+#: Banks or lanes driven by one copy of a broadcast register (address, rotation amount).
+FANOUT = 8
 
 
-def rotate_stages(m, lanes, amount, left, name):
-    """Rotate the list ``lanes`` by ``amount`` lanes, :data:`ROTATE_LEVELS_PER_STAGE` barrel
-    levels per registered stage.
+def rotate_stages(m, lanes, amount_early, left, name, platform=None):
+    """Rotate the list ``lanes`` by an amount of lanes, :data:`ROTATE_LEVELS_PER_STAGE`
+    barrel levels per registered stage.
 
-    Rotating left moves lane l to position ``(l + amount) % n``; right, to
-    ``(l - amount) % n``.
+    ``amount_early`` is the amount one cycle before ``lanes`` arrive: it is registered into
+    one copy per :data:`FANOUT` lanes (each drives only its lanes' multiplexers), and every
+    copy travels down the stages with its lanes. Rotating left moves lane l to position
+    ``(l + amount) % n``; right, to ``(l - amount) % n``.
 
     Returns
     -------
@@ -28,20 +32,22 @@ def rotate_stages(m, lanes, amount, left, name):
     """
     n = len(lanes)
     levels = (n - 1).bit_length()
-    amount_now = amount
+    groups = -(-n // FANOUT)
+    copies = replicate(m, platform, amount_early, groups, f"{name}_amount")
     stage = 0
     for first in range(0, levels, ROTATE_LEVELS_PER_STAGE):
         for bit in range(first, min(levels, first + ROTATE_LEVELS_PER_STAGE)):
             shift = 1 << bit
             src = [(l - shift) % n if left else (l + shift) % n for l in range(n)]
-            lanes = [Mux(amount_now[bit], lanes[src[l]], lanes[l]) for l in range(n)]
+            lanes = [Mux(copies[l // FANOUT][bit], lanes[src[l]], lanes[l]) for l in range(n)]
         registered = []
         for l, value in enumerate(lanes):
             reg = Signal(len(value), name=f"{name}{stage}_{l}")
             m.d.sync += reg.eq(value)
             registered.append(reg)
         lanes = registered
-        amount_now = delay(m, amount_now, 1, f"{name}{stage}_amount")
+        copies = [replicate(m, platform, c, 1, f"{name}{stage}_amount{g}")[0]
+                  for g, c in enumerate(copies)]
         stage += 1
     return lanes, stage
 
@@ -90,15 +96,16 @@ class ActivationMemory(wiring.Component):
             "write_idle": Out(1),
         })
 
-    def _rows(self, m, addr, name):
-        """Registered row of every bank for a wide access at ``addr``: banks below the start
-        offset hold the bytes of the next row (one shared incrementer)."""
+    def _rows(self, m, addr, name, banks=None):
+        """Registered row of each bank in ``banks`` (all by default) for a wide access at
+        ``addr``: banks below the start offset hold the bytes of the next row (one shared
+        incrementer)."""
         n, shift = self.lanes, (self.lanes - 1).bit_length()
         row, offset = addr[shift:], addr[:shift]
         row1 = Signal(len(row), name=f"{name}_row1")
         m.d.comb += row1.eq(row + 1)
         rows = []
-        for b in range(n):
+        for b in banks if banks is not None else range(n):
             reg = Signal(len(row), name=f"{name}_row{b}")
             m.d.sync += reg.eq(Mux(Const(b, shift) < offset, row1, row) if b < n - 1 else row)
             rows.append(reg)
@@ -122,22 +129,28 @@ class ActivationMemory(wiring.Component):
             q = Signal(8, name=f"rd_q{b}")
             m.d.sync += q.eq(bank.read_data)
             outputs.append(q)
-        offset = delay(m, self.read.addr[:shift], 3, "rd_offset")
+        offset = delay(m, self.read.addr[:shift], 2, "rd_offset")
         # Bank (offset + l) % n holds lane l: rotate right by the offset.
-        data, stages = rotate_stages(m, outputs, offset, left=False, name="rd_rot")
+        data, stages = rotate_stages(m, outputs, offset, left=False, name="rd_rot",
+                                     platform=platform)
         assert 3 + stages == self.read_latency
         m.d.comb += self.read.data.eq(Cat(*data))
         answer = delay(m, Cat(self.read.en, self.read.tag), self.read_latency, "rd_answer")
         m.d.comb += [self.read.valid.eq(answer[0]), self.read.rtag.eq(answer[1:])]
 
-        # Write: input registers (1), rotation; the row registers ride along.
+        # Write: input registers (1), rotation; the row registers ride along. The address
+        # has one copy per FANOUT banks, each with its own row + 1.
         w = self.write
         w_en = delay(m, w.en, 1, "wr_en")
-        w_addr = delay(m, w.addr, 1, "wr_addr")
+        groups = -(-n // FANOUT)
+        w_addrs = replicate(m, platform, w.addr, groups, "wr_addr")
         lanes = [delay(m, Cat(w.data[8 * l: 8 * l + 8], w.mask[l]), 1, f"wr_lane{l}")
                  for l in range(n)]
-        rows = self._rows(m, w_addr, "wr")
-        lanes, stages = rotate_stages(m, lanes, w_addr[:shift], left=True, name="wr_rot")
+        rows = []
+        for g, addr in enumerate(w_addrs):
+            rows += self._rows(m, addr, f"wr{g}", range(g * FANOUT, min(n, (g + 1) * FANOUT)))
+        lanes, stages = rotate_stages(m, lanes, w.addr[:shift], left=True, name="wr_rot",
+                                      platform=platform)
         rows = [delay(m, row, stages - 1, f"wr_row{b}") for b, row in enumerate(rows)]
         en = delay(m, w_en, stages, "wr_en_rot")
         for b, bank in enumerate(banks):

@@ -16,7 +16,7 @@ The pipeline, every stage registered (an FPGA design, not only a simulation):
 
 from types import SimpleNamespace
 
-from amaranth import Array, Cat, Module, Mux, Signal, signed, unsigned
+from amaranth import Array, Cat, Const, Module, Mux, Signal, signed, unsigned
 from amaranth.lib import data, wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
@@ -400,24 +400,36 @@ class ConvEngine(wiring.Component):
     def _lanes(self, m, st):
         cfg = self.config
         N, S = cfg.lanes, cfg.side_bits
-        answer = data.View(self.tap, self.act_read.rtag)
-        valid = self.act_read.valid
+        # R: the memory's answer registered once more, the fields every lane reads in one
+        # copy per WEIGHT_FANOUT lanes, so that no register drives all the lanes' masks.
+        groups = -(-N // WEIGHT_FANOUT)
+        answer = Signal(self.tap, name="answer")
+        valid = Signal(name="answer_valid")
+        lane_data = Signal(8 * N, name="answer_data")
+        m.d.sync += [answer.eq(self.act_read.rtag), valid.eq(self.act_read.valid),
+                     lane_data.eq(self.act_read.data)]
+        early = data.View(self.tap, self.act_read.rtag)
+        lane_fields = data.StructLayout({"tile0": 1, "edge": 4, "top": len(early.top),
+                                         "bottom": len(early.bottom), "advance": 1})
+        copies = [data.View(lane_fields, c) for c in replicate(
+            m, st.platform, Cat(early.tile0, early.edge, early.top, early.bottom,
+                                self.act_read.valid & early.last & ~early.tile.border),
+            groups, "lanes")]
         # Lane columns: from the table for a channel's first tile, then advanced per tile.
         x_cur = [Signal(S, name=f"x_cur{l}") for l in range(N)]
-        x_used = [Mux(answer.tile0, st.x_init[l], x_cur[l]) for l in range(N)]
-        top = _thermometer(answer.top, N)
-        below = _thermometer(answer.bottom, N)
-        edge = answer.edge
+        last_column = Signal(S)
+        m.d.sync += last_column.eq(self.in_w - 1)
         xs = []
         for l in range(N):
-            invalid = ((edge[0] & (x_used[l] == 0))
-                       | (edge[1] & (x_used[l] == self.in_w - 1))
-                       | (edge[2] & top[l])
-                       | (edge[3] & ~below[l]))
-            xs.append(Mux(invalid, 0, self.act_read.data[8 * l: 8 * l + 8]))
-        with m.If(valid & answer.last & ~answer.tile.border):
-            for l in range(N):
-                step = x_used[l] + st.div_b
+            c = copies[l // WEIGHT_FANOUT]
+            x_used = Mux(c.tile0, st.x_init[l], x_cur[l])
+            invalid = ((c.edge[0] & (x_used == 0))
+                       | (c.edge[1] & (x_used == last_column))
+                       | (c.edge[2] & (c.top > l))
+                       | (c.edge[3] & ~(c.bottom > l)))
+            xs.append(Mux(invalid, 0, lane_data[8 * l: 8 * l + 8]))
+            with m.If(c.advance):
+                step = x_used + st.div_b
                 m.d.sync += x_cur[l].eq(Mux(step >= self.in_w, step - self.in_w, step))
 
         # X: the lanes' bytes and the weight, registered: the multipliers' input registers.
@@ -522,7 +534,6 @@ class ConvEngine(wiring.Component):
         w_y = Signal(S + 2)
         w_rowaddr = Signal(A + 1)
         w_step = Signal(S + 1)
-        lanes = range(N)
         w = self.act_write
         m.d.comb += w.data.eq(w_data)
         with m.If(w_active):
@@ -531,8 +542,9 @@ class ConvEngine(wiring.Component):
                 last_row = w_step == self.out_h
                 m.d.comb += w.addr.eq(Mux(w_step == 0, w_plane,
                                           Mux(last_row, w_rowaddr - self.out_w + 1, w_rowaddr)))
-                m.d.comb += w.mask.eq(Cat(Mux((w_step == 0) | last_row, l < self.out_w, l < 2)
-                                          for l in lanes))
+                m.d.comb += w.mask.eq(Mux((w_step == 0) | last_row,
+                                          _thermometer(_clamp(self.out_w, N), N),
+                                          Const(0b11, N)))
                 m.d.sync += w_step.eq(w_step + 1)
                 with m.If(w_step != 0):
                     m.d.sync += w_rowaddr.eq(w_rowaddr + self.out_w)
@@ -544,7 +556,8 @@ class ConvEngine(wiring.Component):
                 m.d.sync += w_active.eq(0)
             with m.Else():
                 m.d.comb += [w.addr.eq(w_rowaddr - w_lo),
-                             w.mask.eq(Cat((w_lo <= l) & (l < w_lo + st.wv) for l in lanes))]
+                             w.mask.eq(_thermometer(_clamp(w_lo + st.wv, N), N)
+                                       & ~_thermometer(_clamp(w_lo, N), N))]
                 m.d.sync += [w_lo.eq(w_lo + self.in_w), w_y.eq(w_y + 1),
                              w_rowaddr.eq(w_rowaddr + self.out_w)]
                 with m.If((w_lo + self.in_w >= N) | (w_y + 1 >= st.hv)):

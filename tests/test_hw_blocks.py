@@ -23,6 +23,24 @@ from .test_network import random_model
 WORD_BITS = 12                          # a 16 KiB weight buffer
 
 
+def blob_words(blob):
+    padded = blob + bytes(-len(blob) % 4)
+    return list(struct.unpack(f"<{len(padded) // 4}I", padded))
+
+
+def serve(m, words, port):
+    """Answer the tagged read ``port`` (:mod:`squeezefpga.hw.ports`) from a memory holding
+    ``words``, two cycles late: the block RAM, then a register."""
+    m.submodules.memory = memory = Memory(shape=unsigned(32), depth=1 << WORD_BITS,
+                                          init=words)
+    read = memory.read_port()
+    data = Signal(32)
+    answer = delay(m, Cat(port.en, port.tag), 2, "answer")
+    m.d.sync += data.eq(read.data)
+    m.d.comb += [read.addr.eq(port.addr), read.en.eq(port.en), port.data.eq(data),
+                 port.valid.eq(answer[0]), port.rtag.eq(answer[1:])]
+
+
 class VerifierBench(wiring.Component):
     """A :class:`BlobVerifier` reading a memory that holds ``blob``."""
 
@@ -32,23 +50,14 @@ class VerifierBench(wiring.Component):
     ok: Out(1)
 
     def __init__(self, blob):
-        padded = blob + bytes(-len(blob) % 4)
-        self.words = list(struct.unpack(f"<{len(padded) // 4}I", padded))
+        self.words = blob_words(blob)
         super().__init__()
 
     def elaborate(self, platform):
         m = Module()
-        m.submodules.memory = memory = Memory(shape=unsigned(32), depth=1 << WORD_BITS,
-                                              init=self.words)
         m.submodules.verifier = verifier = BlobVerifier(WORD_BITS)
-        read = memory.read_port()
-        # The weight buffer's latency (2): the block RAM, then a register.
-        data = Signal(32)
-        answer = delay(m, Cat(verifier.mem.en, verifier.mem.tag), 2, "answer")
-        m.d.sync += data.eq(read.data)
-        m.d.comb += [read.addr.eq(verifier.mem.addr), read.en.eq(verifier.mem.en),
-                     verifier.mem.data.eq(data), verifier.mem.valid.eq(answer[0]),
-                     verifier.mem.rtag.eq(answer[1:]), verifier.start.eq(self.start),
+        serve(m, self.words, verifier.mem)
+        m.d.comb += [verifier.start.eq(self.start),
                      verifier.expect.eq(self.expect), self.done.eq(verifier.done),
                      self.ok.eq(verifier.ok)]
         return m
@@ -224,23 +233,14 @@ class DecoderBench(wiring.Component):
     that holds ``blob``."""
 
     def __init__(self, blob, decoder):
-        padded = blob + bytes(-len(blob) % 4)
-        self.words = list(struct.unpack(f"<{len(padded) // 4}I", padded))
+        self.words = blob_words(blob)
         self.decoder = decoder
         super().__init__({})
 
     def elaborate(self, platform):
         m = Module()
-        m.submodules.memory = memory = Memory(shape=unsigned(32), depth=1 << WORD_BITS,
-                                              init=self.words)
         m.submodules.decoder = dec = self.decoder
-        read = memory.read_port()
-        data = Signal(32)
-        answer = delay(m, Cat(dec.mem.en, dec.mem.tag), 2, "answer")
-        m.d.sync += data.eq(read.data)
-        m.d.comb += [read.addr.eq(dec.mem.addr), read.en.eq(dec.mem.en),
-                     dec.mem.data.eq(data), dec.mem.valid.eq(answer[0]),
-                     dec.mem.rtag.eq(answer[1:])]
+        serve(m, self.words, dec.mem)
         return m
 
 
