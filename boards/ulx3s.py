@@ -14,7 +14,7 @@ the whole real model does not fit with its activations, so this board runs model
 from dataclasses import dataclass
 
 from amaranth import ClockDomain, Instance, Module, Signal
-from amaranth.lib import wiring
+from amaranth.lib import io, wiring
 from amaranth.lib.cdc import ResetSynchronizer
 from amaranth_boards.ulx3s import ULX3S_85F_Platform
 
@@ -101,15 +101,20 @@ class ULX3STop(wiring.Component):
         m.submodules.core = core = FramedAccelerator(self.config, self.build_id)
         wiring.connect(m, uart.source, core.host_in)
         wiring.connect(m, core.host_out, uart.sink)
-        pins = platform.request("uart", 0)
-        m.d.comb += [uart.rx.eq(pins.rx.i), pins.tx.o.eq(uart.tx)]
+        pins = platform.request("uart", 0, dir="-")
+        m.submodules.uart_rx = rx = io.Buffer("i", pins.rx)
+        m.submodules.uart_tx = tx = io.Buffer("o", pins.tx)
+        m.d.comb += [uart.rx.eq(rx.i), tx.o.eq(uart.tx)]
         heartbeat = Signal(range(int(self.clock_mhz * 1e6)))
         alive = Signal()
         with m.If(heartbeat == 0):
             m.d.sync += [heartbeat.eq(int(self.clock_mhz * 1e6) - 1), alive.eq(~alive)]
         with m.Else():
             m.d.sync += heartbeat.eq(heartbeat - 1)
-        leds = [platform.request("led", i) for i in range(8)]
+        leds = []
+        for i in range(8):
+            m.submodules[f"led_{i}"] = led = io.Buffer("o", platform.request("led", i, dir="-"))
+            leds.append(led)
         m.d.comb += [leds[0].o.eq(alive), leds[1].o.eq(core.busy), leds[2].o.eq(core.run_error),
                      leds[3].o.eq(core.model_loaded), leds[7].o.eq(locked)]
         return m
@@ -117,7 +122,7 @@ class ULX3STop(wiring.Component):
     def _clock(self, m, platform, locked):
         """The sync domain from the PLL, held in reset until it locks or while PWR is held."""
         p = self.pll
-        clk25 = platform.request("clk25", 0)
+        m.submodules.clk25 = clk25 = io.Buffer("i", platform.request("clk25", 0, dir="-"))
         m.domains.sync = sync = ClockDomain("sync")
         m.submodules.pll = Instance(
             "EHXPLLL",
@@ -134,5 +139,6 @@ class ULX3STop(wiring.Component):
             i_CLKFB=sync.clk, i_PHASESEL0=0, i_PHASESEL1=0, i_PHASEDIR=1,
             i_PHASESTEP=1, i_PHASELOADREG=1, i_PLLWAKESYNC=0, i_ENCLKOP=0, o_LOCK=locked)
         platform.add_clock_constraint(sync.clk, p.f_out * 1e6)
-        button = platform.request("button_pwr", 0)
+        m.submodules.button_pwr = button = io.Buffer("i",
+                                                     platform.request("button_pwr", 0, dir="-"))
         m.submodules.reset = ResetSynchronizer(~locked | button.i, domain="sync")

@@ -16,7 +16,7 @@ The pipeline, every stage registered (an FPGA design, not only a simulation):
 
 from types import SimpleNamespace
 
-from amaranth import Array, Cat, Const, Module, Mux, Signal, signed, unsigned
+from amaranth import Array, Cat, Const, Module, Mux, Signal, Value, signed, unsigned
 from amaranth.lib import data, wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
@@ -70,8 +70,10 @@ def _thermometer(count, lanes):
 
 
 def _clamp(value, top):
-    """``value`` limited to 0 .. ``top``."""
-    return Mux(value < 0, 0, Mux(value > top, top, value))
+    """``value`` limited to 0 .. ``top`` (an unsigned value has no lower bound to check)."""
+    value = Value.cast(value)
+    upper = Mux(value > top, top, value)
+    return Mux(value < 0, 0, upper) if value.shape().signed else upper
 
 
 class ConvEngine(wiring.Component):
@@ -135,7 +137,7 @@ class ConvEngine(wiring.Component):
         self._lanes(m, st)
         self._requantize(m, st)
         self._writer(m, st)
-        m.d.comb += st.busy.eq(Cat(st.s1.valid, st.s2.valid, st.s3.valid, st.in_flight != 0,
+        m.d.comb += st.busy.eq(Cat(st.s1.valid, st.s1b.valid, st.s2.valid, st.s3.valid, st.in_flight != 0,
                                    st.x_valid, st.p_valid, st.rq_left != 0, st.collected,
                                    st.w_active).any())
         return m
@@ -345,7 +347,7 @@ class ConvEngine(wiring.Component):
                     m.d.comb += self.done.eq(1)
                     m.next = "IDLE"
 
-    # -- S1: list entry -> tap table and codebook; S2: the address -----------------------------
+    # -- S1: list entry; S1b: tap table and codebook asked; S2, S3: the address ---------
 
     def _fetch(self, m, st):
         cfg = self.config
@@ -361,16 +363,26 @@ class ConvEngine(wiring.Component):
         m.d.sync += [s1.tile.border.eq(s0.border), s1.tile.q0.eq(s0.q0), s1.tile.x0.eq(s0.x0),
                      s1.tile.y0.eq(s0.y0), s1.tile.rowbase.eq(s0.rowbase),
                      s1.tile.plane.eq(s0.plane)]
-        m.d.comb += [st.tap_r.addr.eq(st.list_r.data[:T]), st.tap_r.en.eq(1),
-                     st.book_r.addr.eq(st.list_r.data[T:]), st.book_r.en.eq(1)]
+        # S1b: the list entry and the bias (asked for at S0), registered: the block RAM's slow
+        # output drives no address (the codebook is LUT RAM, its read a wide multiplexer).
+        st.s1b = s1b = SimpleNamespace(valid=Signal(name="s1b_valid"),
+                                       tile=Signal(tile, name="s1b_tile"),
+                                       entry=Signal(len(st.list_r.data), name="s1b_entry"),
+                                       bias=Signal(signed(32), name="s1b_bias"),
+                                       **{k: Signal(name=f"s1b_{k}") for k in fields})
+        m.d.sync += [s1b.valid.eq(s1.valid), s1b.tile.eq(s1.tile),
+                     s1b.entry.eq(st.list_r.data), s1b.bias.eq(st.bias_r.data)]
+        m.d.sync += [getattr(s1b, k).eq(getattr(s1, k)) for k in fields]
+        m.d.comb += [st.tap_r.addr.eq(s1b.entry[:T]), st.tap_r.en.eq(1),
+                     st.book_r.addr.eq(s1b.entry[T:]), st.book_r.en.eq(1)]
 
-        # S2: the bias (asked for at S0) is registered; the tap table and codebook answer.
+        # S2: the tap table and codebook answer.
         st.s2 = s2 = SimpleNamespace(valid=Signal(name="s2_valid"),
                                      tile=Signal(tile, name="s2_tile"),
                                      bias=Signal(signed(32), name="s2_bias"),
                                      **{k: Signal(name=f"s2_{k}") for k in fields})
-        m.d.sync += [s2.valid.eq(s1.valid), s2.tile.eq(s1.tile), s2.bias.eq(st.bias_r.data)]
-        m.d.sync += [getattr(s2, k).eq(getattr(s1, k)) for k in fields]
+        m.d.sync += [s2.valid.eq(s1b.valid), s2.tile.eq(s1b.tile), s2.bias.eq(s1b.bias)]
+        m.d.sync += [getattr(s2, k).eq(getattr(s1b, k)) for k in fields]
 
         # S3: the address and the lane masks' row thresholds, registered: the memory's
         # request comes straight from registers.

@@ -62,7 +62,11 @@ class LinkLayer(wiring.Component):
         received_crc = Signal(32)
         timer = Signal(range(self.timeout_cycles + 1))
         reply_len, overflow = Signal(16), Signal()
-        byte_out = Signal(8)                   # a frame buffer's byte, registered
+        # Each frame buffer's read data, registered on every cycle: its own register keeps the
+        # slow block-RAM output (and the mux over its blocks) off any other logic. The RAM holds
+        # its data between reads, so the register holds it too.
+        request_byte, reply_byte = Signal(8), Signal(8)
+        m.d.sync += [request_byte.eq(request.read_data), reply_byte.eq(reply.read_data)]
         byte_in = self.host_in.payload
         got = self.host_in.valid & self.host_in.ready
         m.d.comb += rx_crc.data.eq(byte_in)
@@ -152,11 +156,10 @@ class LinkLayer(wiring.Component):
             with m.State("FETCH"):           # payload byte idx -> the host port
                 m.d.comb += [request.read_addr.eq(idx), request.read_en.eq(1)]
                 m.next = "LATCH"
-            with m.State("LATCH"):           # the block RAM's output, registered
-                m.d.sync += byte_out.eq(request.read_data)
+            with m.State("LATCH"):           # the block RAM's output, into request_byte
                 m.next = "FORWARD"
             with m.State("FORWARD"):
-                m.d.comb += [self.port_in.valid.eq(1), self.port_in.payload.eq(byte_out)]
+                m.d.comb += [self.port_in.valid.eq(1), self.port_in.payload.eq(request_byte)]
                 with m.If(self.port_in.ready):
                     m.d.sync += idx.eq(idx + 1)
                     with m.If(idx + 1 == length):
@@ -189,13 +192,12 @@ class LinkLayer(wiring.Component):
             with m.State("SEND_FETCH"):
                 m.d.comb += [reply.read_addr.eq(idx), reply.read_en.eq(1)]
                 m.next = "SEND_LATCH"
-            with m.State("SEND_LATCH"):
-                m.d.sync += byte_out.eq(reply.read_data)
+            with m.State("SEND_LATCH"):      # the block RAM's output, into reply_byte
                 m.next = "SEND_DATA"
             with m.State("SEND_DATA"):
-                m.d.comb += [self.host_out.valid.eq(1), self.host_out.payload.eq(byte_out)]
+                m.d.comb += [self.host_out.valid.eq(1), self.host_out.payload.eq(reply_byte)]
                 with m.If(self.host_out.ready):
-                    m.d.comb += [tx_crc.valid.eq(1), tx_crc.data.eq(byte_out)]
+                    m.d.comb += [tx_crc.valid.eq(1), tx_crc.data.eq(reply_byte)]
                     m.d.sync += idx.eq(idx + 1)
                     with m.If(idx + 1 == reply_len):
                         m.d.sync += idx.eq(0)

@@ -2,8 +2,8 @@
 // (share/lattice/cells_sim_ecp5.v) declares only as blackboxes: the DP16KD block RAM and the
 // MULT18X18D multiplier. Written for squeezefpga's post-synthesis simulation
 // (sim/post_synthesis.py) from the Lattice ECP5 primitive descriptions and the way yosys's
-// synth_ecp5 uses them (brams_16kd.txt, brams_map_16kd.v, dsp_map_18x18.v). Plain
-// Verilog-2005, built by Verilator 5 without warnings under -Wall.
+// synth_ecp5 uses them (brams_16kd.txt, brams_map_16kd.v, dsp_map_18x18.v). Verilog-2001
+// plus SystemVerilog's $fatal and macro stringification; no warnings in Verilator 5 -Wall.
 //
 // Every parameter value a model does not implement stops the simulation at its start with
 // $fatal naming the instance, the parameter and its value; the few pin uses it does not
@@ -22,11 +22,12 @@
 // RESETMODE SYNC at the clock edge, ungated by CE and blocking that edge's write (as yosys's
 // brams_16kd.txt describes the block), ASYNC at once, writes going on (ASYNC_RESET_RELEASE
 // SYNC and ASYNC simulate alike). Outputs start at 0. CLKxMUX "INV" clocks a port on the
-// falling edge. What the block leaves undefined is not given a convenient value: when both
-// ports act on the same clock edge, a read of bits the other port writes returns
-// pseudo-random bits, and bits both ports write take pseudo-random values (with a message),
-// so a netlist that relies on either fails its comparison instead of passing by luck.
-// GSR is not modelled (no global set/reset happens in these simulations).
+// falling edge. The ports share a clock (or one has its inverse, or one port is unclocked);
+// two independent clocks stop the simulation. What the block leaves undefined is not given
+// a convenient value: when both ports act on one clock edge, a read of bits the other port
+// writes returns pseudo-random bits, and bits both ports write take pseudo-random values
+// (with a message), so a netlist that relies on either fails its comparison instead of
+// passing by luck. GSR is not modelled (no global set/reset happens in these simulations).
 //
 // MULT18X18D: the combinational 18 x 18 -> 36 multiplier: P = A * B, each operand signed
 // when its SIGNEDA / SIGNEDB pin is high. The pipeline registers (REG_*_CLK other than
@@ -44,20 +45,24 @@
            cell, name, value)
 `define SQZ_ECP5_PIN(name, pin) \
     if (name != pin) `SQZ_ECP5_FAIL("DP16KD", `"name`", name);
+`define SQZ_ECP5_MULT(ok, name) \
+    if (!(ok)) `SQZ_ECP5_FAIL("MULT18X18D", `"name`", name);
 
 module DP16KD (
-    input  DIA17, DIA16, DIA15, DIA14, DIA13, DIA12, DIA11, DIA10, DIA9, DIA8, DIA7, DIA6, DIA5, DIA4,
-           DIA3, DIA2, DIA1, DIA0,
-    input  ADA13, ADA12, ADA11, ADA10, ADA9, ADA8, ADA7, ADA6, ADA5, ADA4, ADA3, ADA2, ADA1, ADA0,
+    input  DIA17, DIA16, DIA15, DIA14, DIA13, DIA12, DIA11, DIA10, DIA9, DIA8, DIA7, DIA6, DIA5,
+           DIA4, DIA3, DIA2, DIA1, DIA0,
+    input  ADA13, ADA12, ADA11, ADA10, ADA9, ADA8, ADA7, ADA6, ADA5, ADA4, ADA3, ADA2, ADA1,
+           ADA0,
     input  CEA, OCEA, CLKA, WEA, RSTA, CSA2, CSA1, CSA0,
-    output DOA17, DOA16, DOA15, DOA14, DOA13, DOA12, DOA11, DOA10, DOA9, DOA8, DOA7, DOA6, DOA5, DOA4,
-           DOA3, DOA2, DOA1, DOA0,
-    input  DIB17, DIB16, DIB15, DIB14, DIB13, DIB12, DIB11, DIB10, DIB9, DIB8, DIB7, DIB6, DIB5, DIB4,
-           DIB3, DIB2, DIB1, DIB0,
-    input  ADB13, ADB12, ADB11, ADB10, ADB9, ADB8, ADB7, ADB6, ADB5, ADB4, ADB3, ADB2, ADB1, ADB0,
+    output DOA17, DOA16, DOA15, DOA14, DOA13, DOA12, DOA11, DOA10, DOA9, DOA8, DOA7, DOA6, DOA5,
+           DOA4, DOA3, DOA2, DOA1, DOA0,
+    input  DIB17, DIB16, DIB15, DIB14, DIB13, DIB12, DIB11, DIB10, DIB9, DIB8, DIB7, DIB6, DIB5,
+           DIB4, DIB3, DIB2, DIB1, DIB0,
+    input  ADB13, ADB12, ADB11, ADB10, ADB9, ADB8, ADB7, ADB6, ADB5, ADB4, ADB3, ADB2, ADB1,
+           ADB0,
     input  CEB, OCEB, CLKB, WEB, RSTB, CSB2, CSB1, CSB0,
-    output DOB17, DOB16, DOB15, DOB14, DOB13, DOB12, DOB11, DOB10, DOB9, DOB8, DOB7, DOB6, DOB5, DOB4,
-           DOB3, DOB2, DOB1, DOB0
+    output DOB17, DOB16, DOB15, DOB14, DOB13, DOB12, DOB11, DOB10, DOB9, DOB8, DOB7, DOB6, DOB5,
+           DOB4, DOB3, DOB2, DOB1, DOB0
 );
     parameter DATA_WIDTH_A = 18;
     parameter DATA_WIDTH_B = 18;
@@ -101,22 +106,28 @@ module DP16KD (
     parameter WID = 0;
     parameter GSR = "ENABLED";
     parameter INIT_DATA = "STATIC";
-    parameter [319:0] INITVAL_00 = 320'h0, INITVAL_01 = 320'h0, INITVAL_02 = 320'h0, INITVAL_03 = 320'h0;
-    parameter [319:0] INITVAL_04 = 320'h0, INITVAL_05 = 320'h0, INITVAL_06 = 320'h0, INITVAL_07 = 320'h0;
-    parameter [319:0] INITVAL_08 = 320'h0, INITVAL_09 = 320'h0, INITVAL_0A = 320'h0, INITVAL_0B = 320'h0;
-    parameter [319:0] INITVAL_0C = 320'h0, INITVAL_0D = 320'h0, INITVAL_0E = 320'h0, INITVAL_0F = 320'h0;
-    parameter [319:0] INITVAL_10 = 320'h0, INITVAL_11 = 320'h0, INITVAL_12 = 320'h0, INITVAL_13 = 320'h0;
-    parameter [319:0] INITVAL_14 = 320'h0, INITVAL_15 = 320'h0, INITVAL_16 = 320'h0, INITVAL_17 = 320'h0;
-    parameter [319:0] INITVAL_18 = 320'h0, INITVAL_19 = 320'h0, INITVAL_1A = 320'h0, INITVAL_1B = 320'h0;
-    parameter [319:0] INITVAL_1C = 320'h0, INITVAL_1D = 320'h0, INITVAL_1E = 320'h0, INITVAL_1F = 320'h0;
-    parameter [319:0] INITVAL_20 = 320'h0, INITVAL_21 = 320'h0, INITVAL_22 = 320'h0, INITVAL_23 = 320'h0;
-    parameter [319:0] INITVAL_24 = 320'h0, INITVAL_25 = 320'h0, INITVAL_26 = 320'h0, INITVAL_27 = 320'h0;
-    parameter [319:0] INITVAL_28 = 320'h0, INITVAL_29 = 320'h0, INITVAL_2A = 320'h0, INITVAL_2B = 320'h0;
-    parameter [319:0] INITVAL_2C = 320'h0, INITVAL_2D = 320'h0, INITVAL_2E = 320'h0, INITVAL_2F = 320'h0;
-    parameter [319:0] INITVAL_30 = 320'h0, INITVAL_31 = 320'h0, INITVAL_32 = 320'h0, INITVAL_33 = 320'h0;
-    parameter [319:0] INITVAL_34 = 320'h0, INITVAL_35 = 320'h0, INITVAL_36 = 320'h0, INITVAL_37 = 320'h0;
-    parameter [319:0] INITVAL_38 = 320'h0, INITVAL_39 = 320'h0, INITVAL_3A = 320'h0, INITVAL_3B = 320'h0;
-    parameter [319:0] INITVAL_3C = 320'h0, INITVAL_3D = 320'h0, INITVAL_3E = 320'h0, INITVAL_3F = 320'h0;
+    parameter [319:0] INITVAL_00 = 320'h0, INITVAL_01 = 320'h0, INITVAL_02 = 320'h0;
+    parameter [319:0] INITVAL_03 = 320'h0, INITVAL_04 = 320'h0, INITVAL_05 = 320'h0;
+    parameter [319:0] INITVAL_06 = 320'h0, INITVAL_07 = 320'h0, INITVAL_08 = 320'h0;
+    parameter [319:0] INITVAL_09 = 320'h0, INITVAL_0A = 320'h0, INITVAL_0B = 320'h0;
+    parameter [319:0] INITVAL_0C = 320'h0, INITVAL_0D = 320'h0, INITVAL_0E = 320'h0;
+    parameter [319:0] INITVAL_0F = 320'h0, INITVAL_10 = 320'h0, INITVAL_11 = 320'h0;
+    parameter [319:0] INITVAL_12 = 320'h0, INITVAL_13 = 320'h0, INITVAL_14 = 320'h0;
+    parameter [319:0] INITVAL_15 = 320'h0, INITVAL_16 = 320'h0, INITVAL_17 = 320'h0;
+    parameter [319:0] INITVAL_18 = 320'h0, INITVAL_19 = 320'h0, INITVAL_1A = 320'h0;
+    parameter [319:0] INITVAL_1B = 320'h0, INITVAL_1C = 320'h0, INITVAL_1D = 320'h0;
+    parameter [319:0] INITVAL_1E = 320'h0, INITVAL_1F = 320'h0, INITVAL_20 = 320'h0;
+    parameter [319:0] INITVAL_21 = 320'h0, INITVAL_22 = 320'h0, INITVAL_23 = 320'h0;
+    parameter [319:0] INITVAL_24 = 320'h0, INITVAL_25 = 320'h0, INITVAL_26 = 320'h0;
+    parameter [319:0] INITVAL_27 = 320'h0, INITVAL_28 = 320'h0, INITVAL_29 = 320'h0;
+    parameter [319:0] INITVAL_2A = 320'h0, INITVAL_2B = 320'h0, INITVAL_2C = 320'h0;
+    parameter [319:0] INITVAL_2D = 320'h0, INITVAL_2E = 320'h0, INITVAL_2F = 320'h0;
+    parameter [319:0] INITVAL_30 = 320'h0, INITVAL_31 = 320'h0, INITVAL_32 = 320'h0;
+    parameter [319:0] INITVAL_33 = 320'h0, INITVAL_34 = 320'h0, INITVAL_35 = 320'h0;
+    parameter [319:0] INITVAL_36 = 320'h0, INITVAL_37 = 320'h0, INITVAL_38 = 320'h0;
+    parameter [319:0] INITVAL_39 = 320'h0, INITVAL_3A = 320'h0, INITVAL_3B = 320'h0;
+    parameter [319:0] INITVAL_3C = 320'h0, INITVAL_3D = 320'h0, INITVAL_3E = 320'h0;
+    parameter [319:0] INITVAL_3F = 320'h0;
 
     localparam [20479:0] INIT = {
         INITVAL_3F, INITVAL_3E, INITVAL_3D, INITVAL_3C, INITVAL_3B, INITVAL_3A, INITVAL_39,
@@ -325,18 +336,20 @@ module DP16KD (
     end
 
     wire [17:0] dia = {
-        DIA17, DIA16, DIA15, DIA14, DIA13, DIA12, DIA11, DIA10, DIA9, DIA8, DIA7, DIA6, DIA5, DIA4,
-        DIA3, DIA2, DIA1, DIA0
+        DIA17, DIA16, DIA15, DIA14, DIA13, DIA12, DIA11, DIA10, DIA9, DIA8, DIA7, DIA6, DIA5,
+        DIA4, DIA3, DIA2, DIA1, DIA0
     };
     wire [17:0] dib = {
-        DIB17, DIB16, DIB15, DIB14, DIB13, DIB12, DIB11, DIB10, DIB9, DIB8, DIB7, DIB6, DIB5, DIB4,
-        DIB3, DIB2, DIB1, DIB0
+        DIB17, DIB16, DIB15, DIB14, DIB13, DIB12, DIB11, DIB10, DIB9, DIB8, DIB7, DIB6, DIB5,
+        DIB4, DIB3, DIB2, DIB1, DIB0
     };
     wire [13:0] ada = {
-        ADA13, ADA12, ADA11, ADA10, ADA9, ADA8, ADA7, ADA6, ADA5, ADA4, ADA3, ADA2, ADA1, ADA0
+        ADA13, ADA12, ADA11, ADA10, ADA9, ADA8, ADA7, ADA6, ADA5, ADA4, ADA3, ADA2, ADA1,
+        ADA0
     };
     wire [13:0] adb = {
-        ADB13, ADB12, ADB11, ADB10, ADB9, ADB8, ADB7, ADB6, ADB5, ADB4, ADB3, ADB2, ADB1, ADB0
+        ADB13, ADB12, ADB11, ADB10, ADB9, ADB8, ADB7, ADB6, ADB5, ADB4, ADB3, ADB2, ADB1,
+        ADB0
     };
     wire clka = CLKAMUX == "INV" ? ~CLKA : CLKA;
     wire clkb = CLKBMUX == "INV" ? ~CLKB : CLKB;
@@ -362,7 +375,9 @@ module DP16KD (
     reg [17:0] mem [0:1023];
     reg [35:0] latch_a, latch_b;               // the read data
     reg [35:0] oreg_a, oreg_b;                 // REGMODE OUTREG's output registers
-    reg last_clka, last_clkb;                  // clock levels at the previous event
+    reg alone_a, alone_b;                      // a clock was seen rising while the other is low
+    reg pulse_a, pulse_b;                      // toggled by each rise of an asynchronous reset
+    reg seen_a, seen_b;                        // pulse_x at port x's last clock edge
     reg [31:0] noise;                          // xorshift32 state for undefined bits
     reg warned;
 
@@ -374,8 +389,12 @@ module DP16KD (
         latch_b = 36'h0;
         oreg_a = 36'h0;
         oreg_b = 36'h0;
-        last_clka = 1'b0;
-        last_clkb = 1'b0;
+        alone_a = 1'b0;
+        alone_b = 1'b0;
+        pulse_a = 1'b0;
+        pulse_b = 1'b0;
+        seen_a = 1'b0;
+        seen_b = 1'b0;
         noise = 32'h9e3779b9;
         warned = 1'b0;
     end
@@ -389,37 +408,49 @@ module DP16KD (
         end
     endfunction
 
-    // Both ports in one process, so that it sees when they act on the same edge. It wakes on
-    // both edges of each clock to tell a rising edge from a level.
+    // An asynchronous reset clears the outputs at once; the port's next clock edge sees it.
+    always @(posedge arst_a) pulse_a <= ~pulse_a;
+    always @(posedge arst_b) pulse_b <= ~pulse_b;
+    wire cleared_a = arst_a || pulse_a != seen_a;
+    wire cleared_b = arst_b || pulse_b != seen_b;
+
+    // Both ports in one process, woken by the rising edges of their clocks, so that it sees
+    // when they act on the same edge: a port acts when its clock is high. That is exact for
+    // ports on one clock, on a clock and its inverse, or with one clock held low; two
+    // independent clocks (each seen rising alone, then both high) stop the simulation.
     /* verilator lint_off BLKSEQ */
-    always @(posedge clka or negedge clka or posedge clkb or negedge clkb
-             or posedge arst_a or posedge arst_b) begin : ports
-        reg edge_a, edge_b, write_a, write_b, read_a, read_b;
+    always @(posedge clka or posedge clkb) begin : ports
+        reg write_a, write_b, read_a, read_b;
         reg [17:0] word0, word1, clash;
-        edge_a = clka && !last_clka;
-        edge_b = clkb && !last_clkb;
-        last_clka = clka;
-        last_clkb = clkb;
-        write_a = edge_a && !srst_a && sel_a && WEA;
-        write_b = edge_b && !srst_b && sel_b && WEB;
-        read_a = edge_a && !srst_a && !arst_a && sel_a && !PDP
+        if (clka && !clkb)
+            alone_a = 1'b1;
+        if (clkb && !clka)
+            alone_b = 1'b1;
+        if (clka && clkb && (alone_a || alone_b))
+            $fatal(1, "DP16KD %m: ports on two independent clocks are not modelled");
+        write_a = clka && !srst_a && sel_a && WEA;
+        write_b = clkb && !srst_b && sel_b && WEB;
+        read_a = clka && !srst_a && !arst_a && sel_a && !PDP
                  && !(WRITEMODE_A == "NORMAL" && write_a);
-        read_b = edge_b && !srst_b && !arst_b && sel_b
+        read_b = clkb && !srst_b && !arst_b && sel_b
                  && !(WRITEMODE_B == "NORMAL" && write_b);
         if (write_b && PDP)
             $fatal(1, "DP16KD %m: port B of the 36-bit pseudo-dual-port block cannot write");
-        // Output registers take the read data of the previous edge.
-        if (edge_a && !srst_a && !arst_a && OCEA)
-            oreg_a <= latch_a;
-        if (edge_b && !srst_b && !arst_b && OCEB)
-            oreg_b <= latch_b;
-        if ((edge_a && srst_a) || arst_a) begin
-            latch_a <= 36'h0;
-            oreg_a <= 36'h0;
+        if (clka) begin
+            if (srst_a || cleared_a) begin
+                latch_a <= 36'h0;
+                oreg_a <= 36'h0;
+            end else if (OCEA)
+                oreg_a <= latch_a;          // the output register takes the previous read
+            seen_a <= pulse_a;
         end
-        if ((edge_b && srst_b) || arst_b) begin
-            latch_b <= 36'h0;
-            oreg_b <= 36'h0;
+        if (clkb) begin
+            if (srst_b || cleared_b) begin
+                latch_b <= 36'h0;
+                oreg_b <= 36'h0;
+            end else if (OCEB)
+                oreg_b <= latch_b;
+            seen_b <= pulse_b;
         end
         if (read_a) begin
             word0 = mem[row_a];
@@ -463,7 +494,7 @@ module DP16KD (
                 noise = next_noise(noise);
                 mem[row_b] = merge(mem[row_b], clash, noise[17:0]);
                 if (!warned)
-                    $display("DP16KD %m: both ports wrote bits %05h of row %0d on one edge: undefined",
+                    $display("DP16KD %m: both ports wrote bits %05h of row %0d at once",
                              clash, row_b);
                 warned = 1'b1;
             end
@@ -471,15 +502,15 @@ module DP16KD (
     end
     /* verilator lint_on BLKSEQ */
 
-    wire [35:0] out_a = REGMODE_A == "OUTREG" ? oreg_a : latch_a;
-    wire [35:0] out_b = REGMODE_B == "OUTREG" ? oreg_b : latch_b;
+    wire [35:0] out_a = cleared_a ? 36'h0 : REGMODE_A == "OUTREG" ? oreg_a : latch_a;
+    wire [35:0] out_b = cleared_b ? 36'h0 : REGMODE_B == "OUTREG" ? oreg_b : latch_b;
     assign {
-        DOA17, DOA16, DOA15, DOA14, DOA13, DOA12, DOA11, DOA10, DOA9, DOA8, DOA7, DOA6, DOA5, DOA4,
-        DOA3, DOA2, DOA1, DOA0
+        DOA17, DOA16, DOA15, DOA14, DOA13, DOA12, DOA11, DOA10, DOA9, DOA8, DOA7, DOA6, DOA5,
+        DOA4, DOA3, DOA2, DOA1, DOA0
     } = WIDE_B ? out_b[17:0] : PDP ? 18'h0 : out_a[17:0];
     assign {
-        DOB17, DOB16, DOB15, DOB14, DOB13, DOB12, DOB11, DOB10, DOB9, DOB8, DOB7, DOB6, DOB5, DOB4,
-        DOB3, DOB2, DOB1, DOB0
+        DOB17, DOB16, DOB15, DOB14, DOB13, DOB12, DOB11, DOB10, DOB9, DOB8, DOB7, DOB6, DOB5,
+        DOB4, DOB3, DOB2, DOB1, DOB0
     } = WIDE_B ? out_b[35:18] : out_b[17:0];
 endmodule
 
@@ -489,22 +520,22 @@ module MULT18X18D (
     input  C17, C16, C15, C14, C13, C12, C11, C10, C9, C8, C7, C6, C5, C4, C3, C2, C1, C0,
     input  SIGNEDA, SIGNEDB, SOURCEA, SOURCEB,
     input  CLK3, CLK2, CLK1, CLK0, CE3, CE2, CE1, CE0, RST3, RST2, RST1, RST0,
-    input  SRIA17, SRIA16, SRIA15, SRIA14, SRIA13, SRIA12, SRIA11, SRIA10, SRIA9, SRIA8, SRIA7, SRIA6,
-        SRIA5, SRIA4, SRIA3, SRIA2, SRIA1, SRIA0,
-    input  SRIB17, SRIB16, SRIB15, SRIB14, SRIB13, SRIB12, SRIB11, SRIB10, SRIB9, SRIB8, SRIB7, SRIB6,
-        SRIB5, SRIB4, SRIB3, SRIB2, SRIB1, SRIB0,
-    output SROA17, SROA16, SROA15, SROA14, SROA13, SROA12, SROA11, SROA10, SROA9, SROA8, SROA7, SROA6,
-        SROA5, SROA4, SROA3, SROA2, SROA1, SROA0,
-    output SROB17, SROB16, SROB15, SROB14, SROB13, SROB12, SROB11, SROB10, SROB9, SROB8, SROB7, SROB6,
-        SROB5, SROB4, SROB3, SROB2, SROB1, SROB0,
-    output ROA17, ROA16, ROA15, ROA14, ROA13, ROA12, ROA11, ROA10, ROA9, ROA8, ROA7, ROA6, ROA5, ROA4,
-        ROA3, ROA2, ROA1, ROA0,
-    output ROB17, ROB16, ROB15, ROB14, ROB13, ROB12, ROB11, ROB10, ROB9, ROB8, ROB7, ROB6, ROB5, ROB4,
-        ROB3, ROB2, ROB1, ROB0,
-    output ROC17, ROC16, ROC15, ROC14, ROC13, ROC12, ROC11, ROC10, ROC9, ROC8, ROC7, ROC6, ROC5, ROC4,
-        ROC3, ROC2, ROC1, ROC0,
-    output P35, P34, P33, P32, P31, P30, P29, P28, P27, P26, P25, P24, P23, P22, P21, P20, P19, P18,
-        P17, P16, P15, P14, P13, P12, P11, P10, P9, P8, P7, P6, P5, P4, P3, P2, P1, P0,
+    input  SRIA17, SRIA16, SRIA15, SRIA14, SRIA13, SRIA12, SRIA11, SRIA10, SRIA9, SRIA8, SRIA7,
+        SRIA6, SRIA5, SRIA4, SRIA3, SRIA2, SRIA1, SRIA0,
+    input  SRIB17, SRIB16, SRIB15, SRIB14, SRIB13, SRIB12, SRIB11, SRIB10, SRIB9, SRIB8, SRIB7,
+        SRIB6, SRIB5, SRIB4, SRIB3, SRIB2, SRIB1, SRIB0,
+    output SROA17, SROA16, SROA15, SROA14, SROA13, SROA12, SROA11, SROA10, SROA9, SROA8, SROA7,
+        SROA6, SROA5, SROA4, SROA3, SROA2, SROA1, SROA0,
+    output SROB17, SROB16, SROB15, SROB14, SROB13, SROB12, SROB11, SROB10, SROB9, SROB8, SROB7,
+        SROB6, SROB5, SROB4, SROB3, SROB2, SROB1, SROB0,
+    output ROA17, ROA16, ROA15, ROA14, ROA13, ROA12, ROA11, ROA10, ROA9, ROA8, ROA7, ROA6, ROA5,
+        ROA4, ROA3, ROA2, ROA1, ROA0,
+    output ROB17, ROB16, ROB15, ROB14, ROB13, ROB12, ROB11, ROB10, ROB9, ROB8, ROB7, ROB6, ROB5,
+        ROB4, ROB3, ROB2, ROB1, ROB0,
+    output ROC17, ROC16, ROC15, ROC14, ROC13, ROC12, ROC11, ROC10, ROC9, ROC8, ROC7, ROC6, ROC5,
+        ROC4, ROC3, ROC2, ROC1, ROC0,
+    output P35, P34, P33, P32, P31, P30, P29, P28, P27, P26, P25, P24, P23, P22, P21, P20, P19,
+        P18, P17, P16, P15, P14, P13, P12, P11, P10, P9, P8, P7, P6, P5, P4, P3, P2, P1, P0,
     output SIGNEDP
 );
     parameter REG_INPUTA_CLK = "NONE";
@@ -546,35 +577,31 @@ module MULT18X18D (
     endfunction
 
     initial begin
-        if (REG_INPUTA_CLK != "NONE") `SQZ_ECP5_FAIL("MULT18X18D", "REG_INPUTA_CLK", REG_INPUTA_CLK);
-        if (REG_INPUTB_CLK != "NONE") `SQZ_ECP5_FAIL("MULT18X18D", "REG_INPUTB_CLK", REG_INPUTB_CLK);
-        if (REG_INPUTC_CLK != "NONE") `SQZ_ECP5_FAIL("MULT18X18D", "REG_INPUTC_CLK", REG_INPUTC_CLK);
-        if (REG_PIPELINE_CLK != "NONE")
-            `SQZ_ECP5_FAIL("MULT18X18D", "REG_PIPELINE_CLK", REG_PIPELINE_CLK);
-        if (REG_OUTPUT_CLK != "NONE") `SQZ_ECP5_FAIL("MULT18X18D", "REG_OUTPUT_CLK", REG_OUTPUT_CLK);
-        if (!is_ce(REG_INPUTA_CE)) `SQZ_ECP5_FAIL("MULT18X18D", "REG_INPUTA_CE", REG_INPUTA_CE);
-        if (!is_ce(REG_INPUTB_CE)) `SQZ_ECP5_FAIL("MULT18X18D", "REG_INPUTB_CE", REG_INPUTB_CE);
-        if (!is_ce(REG_INPUTC_CE)) `SQZ_ECP5_FAIL("MULT18X18D", "REG_INPUTC_CE", REG_INPUTC_CE);
-        if (!is_ce(REG_PIPELINE_CE))
-            `SQZ_ECP5_FAIL("MULT18X18D", "REG_PIPELINE_CE", REG_PIPELINE_CE);
-        if (!is_ce(REG_OUTPUT_CE)) `SQZ_ECP5_FAIL("MULT18X18D", "REG_OUTPUT_CE", REG_OUTPUT_CE);
-        if (!is_rst(REG_INPUTA_RST)) `SQZ_ECP5_FAIL("MULT18X18D", "REG_INPUTA_RST", REG_INPUTA_RST);
-        if (!is_rst(REG_INPUTB_RST)) `SQZ_ECP5_FAIL("MULT18X18D", "REG_INPUTB_RST", REG_INPUTB_RST);
-        if (!is_rst(REG_INPUTC_RST)) `SQZ_ECP5_FAIL("MULT18X18D", "REG_INPUTC_RST", REG_INPUTC_RST);
-        if (!is_rst(REG_PIPELINE_RST))
-            `SQZ_ECP5_FAIL("MULT18X18D", "REG_PIPELINE_RST", REG_PIPELINE_RST);
-        if (!is_rst(REG_OUTPUT_RST)) `SQZ_ECP5_FAIL("MULT18X18D", "REG_OUTPUT_RST", REG_OUTPUT_RST);
-        if (!is_div(CLK0_DIV)) `SQZ_ECP5_FAIL("MULT18X18D", "CLK0_DIV", CLK0_DIV);
-        if (!is_div(CLK1_DIV)) `SQZ_ECP5_FAIL("MULT18X18D", "CLK1_DIV", CLK1_DIV);
-        if (!is_div(CLK2_DIV)) `SQZ_ECP5_FAIL("MULT18X18D", "CLK2_DIV", CLK2_DIV);
-        if (!is_div(CLK3_DIV)) `SQZ_ECP5_FAIL("MULT18X18D", "CLK3_DIV", CLK3_DIV);
-        if (HIGHSPEED_CLK != "NONE") `SQZ_ECP5_FAIL("MULT18X18D", "HIGHSPEED_CLK", HIGHSPEED_CLK);
-        if (GSR != "ENABLED" && GSR != "DISABLED") `SQZ_ECP5_FAIL("MULT18X18D", "GSR", GSR);
-        if (CAS_MATCH_REG != "FALSE") `SQZ_ECP5_FAIL("MULT18X18D", "CAS_MATCH_REG", CAS_MATCH_REG);
-        if (SOURCEB_MODE != "B_SHIFT") `SQZ_ECP5_FAIL("MULT18X18D", "SOURCEB_MODE", SOURCEB_MODE);
-        if (MULT_BYPASS != "DISABLED") `SQZ_ECP5_FAIL("MULT18X18D", "MULT_BYPASS", MULT_BYPASS);
-        if (RESETMODE != "SYNC" && RESETMODE != "ASYNC")
-            `SQZ_ECP5_FAIL("MULT18X18D", "RESETMODE", RESETMODE);
+        `SQZ_ECP5_MULT(REG_INPUTA_CLK == "NONE", REG_INPUTA_CLK)
+        `SQZ_ECP5_MULT(REG_INPUTB_CLK == "NONE", REG_INPUTB_CLK)
+        `SQZ_ECP5_MULT(REG_INPUTC_CLK == "NONE", REG_INPUTC_CLK)
+        `SQZ_ECP5_MULT(REG_PIPELINE_CLK == "NONE", REG_PIPELINE_CLK)
+        `SQZ_ECP5_MULT(REG_OUTPUT_CLK == "NONE", REG_OUTPUT_CLK)
+        `SQZ_ECP5_MULT(is_ce(REG_INPUTA_CE), REG_INPUTA_CE)
+        `SQZ_ECP5_MULT(is_ce(REG_INPUTB_CE), REG_INPUTB_CE)
+        `SQZ_ECP5_MULT(is_ce(REG_INPUTC_CE), REG_INPUTC_CE)
+        `SQZ_ECP5_MULT(is_ce(REG_PIPELINE_CE), REG_PIPELINE_CE)
+        `SQZ_ECP5_MULT(is_ce(REG_OUTPUT_CE), REG_OUTPUT_CE)
+        `SQZ_ECP5_MULT(is_rst(REG_INPUTA_RST), REG_INPUTA_RST)
+        `SQZ_ECP5_MULT(is_rst(REG_INPUTB_RST), REG_INPUTB_RST)
+        `SQZ_ECP5_MULT(is_rst(REG_INPUTC_RST), REG_INPUTC_RST)
+        `SQZ_ECP5_MULT(is_rst(REG_PIPELINE_RST), REG_PIPELINE_RST)
+        `SQZ_ECP5_MULT(is_rst(REG_OUTPUT_RST), REG_OUTPUT_RST)
+        `SQZ_ECP5_MULT(is_div(CLK0_DIV), CLK0_DIV)
+        `SQZ_ECP5_MULT(is_div(CLK1_DIV), CLK1_DIV)
+        `SQZ_ECP5_MULT(is_div(CLK2_DIV), CLK2_DIV)
+        `SQZ_ECP5_MULT(is_div(CLK3_DIV), CLK3_DIV)
+        `SQZ_ECP5_MULT(HIGHSPEED_CLK == "NONE", HIGHSPEED_CLK)
+        `SQZ_ECP5_MULT(GSR == "ENABLED" || GSR == "DISABLED", GSR)
+        `SQZ_ECP5_MULT(CAS_MATCH_REG == "FALSE", CAS_MATCH_REG)
+        `SQZ_ECP5_MULT(SOURCEB_MODE == "B_SHIFT", SOURCEB_MODE)
+        `SQZ_ECP5_MULT(MULT_BYPASS == "DISABLED", MULT_BYPASS)
+        `SQZ_ECP5_MULT(RESETMODE == "SYNC" || RESETMODE == "ASYNC", RESETMODE)
     end
 
     wire [17:0] a = {
@@ -595,35 +622,36 @@ module MULT18X18D (
             $fatal(1, "MULT18X18D %m: SOURCEA/SOURCEB high (the cascade) is not modelled");
 
     assign {
-        P35, P34, P33, P32, P31, P30, P29, P28, P27, P26, P25, P24, P23, P22, P21, P20, P19, P18,
-        P17, P16, P15, P14, P13, P12, P11, P10, P9, P8, P7, P6, P5, P4, P3, P2, P1, P0
+        P35, P34, P33, P32, P31, P30, P29, P28, P27, P26, P25, P24, P23, P22, P21, P20, P19,
+        P18, P17, P16, P15, P14, P13, P12, P11, P10, P9, P8, P7, P6, P5, P4, P3, P2, P1, P0
     } = product[35:0];
     assign SIGNEDP = SIGNEDA || SIGNEDB;
     // Without registers the registered and shift outputs pass the inputs on (they feed
     // cascades, which are not modelled).
     assign {
-        ROA17, ROA16, ROA15, ROA14, ROA13, ROA12, ROA11, ROA10, ROA9, ROA8, ROA7, ROA6, ROA5, ROA4,
-        ROA3, ROA2, ROA1, ROA0
+        ROA17, ROA16, ROA15, ROA14, ROA13, ROA12, ROA11, ROA10, ROA9, ROA8, ROA7, ROA6, ROA5,
+        ROA4, ROA3, ROA2, ROA1, ROA0
     } = a;
     assign {
-        ROB17, ROB16, ROB15, ROB14, ROB13, ROB12, ROB11, ROB10, ROB9, ROB8, ROB7, ROB6, ROB5, ROB4,
-        ROB3, ROB2, ROB1, ROB0
+        ROB17, ROB16, ROB15, ROB14, ROB13, ROB12, ROB11, ROB10, ROB9, ROB8, ROB7, ROB6, ROB5,
+        ROB4, ROB3, ROB2, ROB1, ROB0
     } = b;
     assign {
-        ROC17, ROC16, ROC15, ROC14, ROC13, ROC12, ROC11, ROC10, ROC9, ROC8, ROC7, ROC6, ROC5, ROC4,
-        ROC3, ROC2, ROC1, ROC0
+        ROC17, ROC16, ROC15, ROC14, ROC13, ROC12, ROC11, ROC10, ROC9, ROC8, ROC7, ROC6, ROC5,
+        ROC4, ROC3, ROC2, ROC1, ROC0
     } = c;
     assign {
-        SROA17, SROA16, SROA15, SROA14, SROA13, SROA12, SROA11, SROA10, SROA9, SROA8, SROA7, SROA6,
-        SROA5, SROA4, SROA3, SROA2, SROA1, SROA0
+        SROA17, SROA16, SROA15, SROA14, SROA13, SROA12, SROA11, SROA10, SROA9, SROA8, SROA7,
+        SROA6, SROA5, SROA4, SROA3, SROA2, SROA1, SROA0
     } = a;
     assign {
-        SROB17, SROB16, SROB15, SROB14, SROB13, SROB12, SROB11, SROB10, SROB9, SROB8, SROB7, SROB6,
-        SROB5, SROB4, SROB3, SROB2, SROB1, SROB0
+        SROB17, SROB16, SROB15, SROB14, SROB13, SROB12, SROB11, SROB10, SROB9, SROB8, SROB7,
+        SROB6, SROB5, SROB4, SROB3, SROB2, SROB1, SROB0
     } = b;
 endmodule
 
 `undef SQZ_ECP5_PIN
+`undef SQZ_ECP5_MULT
 `undef SQZ_ECP5_FAIL
 /* verilator lint_on WIDTHEXPAND */
 /* verilator lint_on UNUSEDPARAM */
