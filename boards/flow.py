@@ -25,6 +25,8 @@ from squeezefpga.hw.framed_accelerator import FramedAccelerator
 from squeezefpga.imports import source_digest
 from squeezefpga.progress import Stage, emit
 
+from .pll import pll_settings
+from .uart import divisor
 from .ulx3s import BOARDS, ULX3SPlatform, ULX3STop
 
 __all__ = ["BuildError", "BuildResult", "TOOLS", "tool", "resolve_board", "estimate",
@@ -123,15 +125,17 @@ def estimate(config):
 
 
 def check_build(board_name, lanes, clock_mhz):
-    """The board, its configuration and its top, or a :class:`BuildError` naming what does
-    not work (the PLL, the UART, a resource of the device)."""
+    """The board and its configuration, or a :class:`BuildError` naming what does not work
+    (the PLL, the UART, a resource of the device). Nothing is elaborated: the checks are the
+    ones the board top's constructor makes, run on their own."""
     board = resolve_board(board_name)
     try:
         config = board.config(lanes)
     except ValueError as exc:
         raise BuildError(str(exc)) from None
     try:
-        top = ULX3STop(config, clock_mhz, board=board)
+        pll_settings(board.oscillator_mhz, clock_mhz)
+        divisor(clock_mhz * 1e6, board.baud)
     except ValueError as exc:
         raise BuildError(f"{board.name} at {clock_mhz:g} MHz: {exc}") from None
     need = estimate(config)
@@ -140,7 +144,7 @@ def check_build(board_name, lanes, clock_mhz):
             name = {"mult18": "MULT18X18D multipliers", "dp16kd": "DP16KD block RAMs"}[resource]
             raise BuildError(f"{lanes} lanes do not fit the {board.name}: they need "
                              f"{need[resource]} {name}, the device has {total}")
-    return board, config, top
+    return board, config
 
 
 def core_rtlil(board_name, lanes):
@@ -230,7 +234,7 @@ def build(board_name, lanes, clock_mhz, directory, progress=None, router="router
         Before anything runs if the configuration cannot work or a tool is missing; after,
         if a tool fails (not a timing failure), with the end of its log.
     """
-    board, config, top = check_build(board_name, lanes, clock_mhz)
+    board, config = check_build(board_name, lanes, clock_mhz)
     tools = {name: tool(name) for name in TOOLS}
     directory = Path(directory)
     try:
@@ -238,7 +242,8 @@ def build(board_name, lanes, clock_mhz, directory, progress=None, router="router
     except OSError as exc:
         raise BuildError(f"{directory}: cannot create the build folder: {exc.strerror}") \
             from None
-    top.build_id = int(source_digest([BOARD_ROOT], f"{config!r} {clock_mhz}")[:8], 16)
+    build_id = int(source_digest([BOARD_ROOT], f"{config!r} {clock_mhz}")[:8], 16)
+    top = ULX3STop(config, clock_mhz, build_id, board=board)
     start = time.monotonic()
     stages = {}
     emit(progress, Stage.SYNTH, f"elaborating {lanes} lanes")

@@ -7,6 +7,7 @@ from amaranth.lib.wiring import In, Out
 from squeezefpga import protocol as cmd
 
 from .blob_verifier import BlobVerifier
+from .codes import Opcode, Status
 from .ports import ReadSignature, WriteSignature
 
 __all__ = ["HostPort"]
@@ -73,12 +74,12 @@ class HostPort(wiring.Component):
     def elaborate(self, platform):
         m = Module()
         c = self.config
-        code, args = Signal(8), Signal(64)
+        code, args = Signal(Opcode, init=Opcode.INFO), Signal(64)
         n_args, got = Signal(4), Signal(4)
         addr, length = args[:32], args[32:]
         idx, reply_len = Signal(32), Signal(32)
         timer = Signal(range(c.timeout_cycles + 1))
-        status, busy_drop = Signal(8), Signal()
+        status, busy_drop = Signal(Status), Signal()
         byte_sel = Signal(2)
         snapshot = Signal(192)
         info_const = self.info_bytes()
@@ -105,7 +106,7 @@ class HostPort(wiring.Component):
                                  n_args.eq(arg_count[self.host_in.payload]), idx.eq(0),
                                  busy_drop.eq(0)]
                     with m.If(~known):
-                        m.d.sync += status.eq(cmd.STATUS_UNKNOWN_COMMAND)
+                        m.d.sync += status.eq(Status.UNKNOWN_COMMAND)
                         m.next = "STATUS"
                     with m.Elif(arg_count[self.host_in.payload] == 0):
                         m.next = "EXEC"
@@ -123,48 +124,48 @@ class HostPort(wiring.Component):
                 with m.Else():
                     m.d.sync += timer.eq(timer + 1)
             with m.State("EXEC"):
-                m.d.sync += [status.eq(cmd.STATUS_OK), timer.eq(0)]
+                m.d.sync += [status.eq(Status.OK), timer.eq(0)]
                 with m.Switch(code):
-                    with m.Case(cmd.CMD_WRITE_WEIGHTS, cmd.CMD_WRITE_ACT):
+                    with m.Case(Opcode.WRITE_WEIGHTS, Opcode.WRITE_ACT):
                         with m.If(length == 0):
                             m.next = "STATUS"
                         with m.Else():
                             m.next = "DATA"
-                    with m.Case(cmd.CMD_READ_ACT, cmd.CMD_READ_WEIGHTS):
+                    with m.Case(Opcode.READ_ACT, Opcode.READ_WEIGHTS):
                         m.d.sync += [reply_len.eq(length),
                                      busy_drop.eq(self.running)]
                         m.next = "SETUP"
-                    with m.Case(cmd.CMD_RUN):
+                    with m.Case(Opcode.RUN):
                         with m.If(self.running):
-                            m.d.sync += status.eq(cmd.STATUS_BUSY)
+                            m.d.sync += status.eq(Status.BUSY)
                         with m.Elif(~model_valid):
-                            m.d.sync += status.eq(cmd.STATUS_NO_MODEL)
+                            m.d.sync += status.eq(Status.NO_MODEL)
                         with m.Else():
                             m.d.comb += [self.run.eq(1), self.first.eq(args[48:56]),
                                          self.last.eq(args[56:64])]
                             m.d.sync += run_last.eq(args[56:64])
                         m.next = "STATUS"
-                    with m.Case(cmd.CMD_WAIT):
+                    with m.Case(Opcode.WAIT):
                         m.next = "WAIT"
-                    with m.Case(cmd.CMD_SET_MODEL):
+                    with m.Case(Opcode.SET_MODEL):
                         with m.If(self.running):
-                            m.d.sync += status.eq(cmd.STATUS_BUSY)
+                            m.d.sync += status.eq(Status.BUSY)
                             m.next = "STATUS"
                         with m.Else():
                             m.d.comb += [verifier.start.eq(1), verifier.expect.eq(args[32:])]
                             m.d.sync += model_valid.eq(0)
                             m.next = "VERIFY"
-                    with m.Case(cmd.CMD_STATUS):
+                    with m.Case(Opcode.STATUS):
                         flags = Cat(self.running, self.error, model_valid)
                         m.d.sync += [reply_len.eq(cmd.STATUS_REPLY.size),
                                      status_reply.eq(Cat(flags, Const(0, 5), self.step,
                                                          run_last, self.totals[:32]))]
                         m.next = "SETUP"
-                    with m.Case(cmd.CMD_COUNTERS):
+                    with m.Case(Opcode.COUNTERS):
                         m.d.sync += [reply_len.eq(counter_bytes + 4 * c.max_layers),
                                      snapshot.eq(self.totals)]
                         m.next = "SETUP"
-                    with m.Case(cmd.CMD_INFO):
+                    with m.Case(Opcode.INFO):
                         m.d.sync += reply_len.eq(cmd.INFO.size)
                         m.next = "SETUP"
             with m.State("DATA"):
@@ -173,7 +174,7 @@ class HostPort(wiring.Component):
                     m.d.sync += [idx.eq(idx + 1), timer.eq(0)]
                     with m.If(self.running):
                         m.d.sync += busy_drop.eq(1)
-                    with m.Elif(code == cmd.CMD_WRITE_WEIGHTS):
+                    with m.Elif(code == Opcode.WRITE_WEIGHTS):
                         m.d.sync += model_valid.eq(0)    # the recorded model is gone
                         m.d.comb += [self.weights_write.addr.eq(at[2:]),
                                      self.weights_write.en.eq(1),
@@ -184,8 +185,8 @@ class HostPort(wiring.Component):
                                      self.act_write.mask.eq(1),
                                      self.act_write.data.eq(self.host_in.payload)]
                     with m.If(idx + 1 == length):
-                        m.d.sync += status.eq(Mux(self.running | busy_drop, cmd.STATUS_BUSY,
-                                                  cmd.STATUS_OK))
+                        m.d.sync += status.eq(Mux(self.running | busy_drop, Status.BUSY,
+                                                  Status.OK))
                         m.next = "STATUS"
                 with m.Elif(timer == c.timeout_cycles):
                     m.next = "IDLE"
@@ -195,49 +196,49 @@ class HostPort(wiring.Component):
                 wiring.connect(m, verifier.mem, wiring.flipped(self.weights))
                 with m.If(verifier.done):
                     m.d.sync += [model_valid.eq(verifier.ok), model_crc.eq(args[32:]),
-                                 status.eq(Mux(verifier.ok, cmd.STATUS_OK,
-                                               cmd.STATUS_BAD_MODEL))]
+                                 status.eq(Mux(verifier.ok, Status.OK,
+                                               Status.BAD_MODEL))]
                     m.next = "STATUS"
             with m.State("WAIT"):
                 with m.If(~self.running):
-                    m.d.sync += status.eq(Mux(self.error, cmd.STATUS_RUN_ERROR, cmd.STATUS_OK))
+                    m.d.sync += status.eq(Mux(self.error, Status.RUN_ERROR, Status.OK))
                     m.next = "STATUS"
             with m.State("SETUP"):
                 # Ask for byte idx of the reply: the memories answer through their pipelines
                 # (ANSWER waits for them), the counters and the constants at once.
                 with m.If(idx == reply_len):
                     with m.If(busy_drop):
-                        m.d.sync += status.eq(cmd.STATUS_BUSY)
+                        m.d.sync += status.eq(Status.BUSY)
                     m.next = "STATUS"
                 with m.Else():
                     ctr_at = idx - counter_bytes
                     with m.Switch(code):
-                        with m.Case(cmd.CMD_READ_ACT):
+                        with m.Case(Opcode.READ_ACT):
                             m.d.comb += [self.act_read.addr.eq(at), self.act_read.en.eq(1)]
-                        with m.Case(cmd.CMD_READ_WEIGHTS):
+                        with m.Case(Opcode.READ_WEIGHTS):
                             m.d.comb += [self.weights.addr.eq(at[2:]), self.weights.en.eq(1)]
                     m.d.comb += self.ctr_addr.eq(ctr_at[2:])
-                    m.d.sync += byte_sel.eq(Mux(code == cmd.CMD_COUNTERS, ctr_at[:2], at[:2]))
+                    m.d.sync += byte_sel.eq(Mux(code == Opcode.COUNTERS, ctr_at[:2], at[:2]))
                     m.next = "ANSWER"
             with m.State("ANSWER"):
                 with m.Switch(code):
-                    with m.Case(cmd.CMD_READ_ACT):
+                    with m.Case(Opcode.READ_ACT):
                         m.d.sync += reply_byte.eq(self.act_read.data[:8])
                         with m.If(self.act_read.valid):
                             m.next = "SEND"
-                    with m.Case(cmd.CMD_READ_WEIGHTS):
+                    with m.Case(Opcode.READ_WEIGHTS):
                         m.d.sync += reply_byte.eq(self.weights.data.word_select(byte_sel, 8))
                         with m.If(self.weights.valid):
                             m.next = "SEND"
-                    with m.Case(cmd.CMD_STATUS):
+                    with m.Case(Opcode.STATUS):
                         m.d.sync += reply_byte.eq(status_reply.word_select(idx[:3], 8))
                         m.next = "SEND"
-                    with m.Case(cmd.CMD_COUNTERS):
+                    with m.Case(Opcode.COUNTERS):
                         m.d.sync += reply_byte.eq(Mux(
                             idx < counter_bytes, snapshot.word_select(idx[:5], 8),
                             self.ctr_data.word_select(byte_sel, 8)))
                         m.next = "SEND"
-                    with m.Case(cmd.CMD_INFO):
+                    with m.Case(Opcode.INFO):
                         m.d.sync += reply_byte.eq(Mux(
                             idx < len(info_const), info[idx[:5]],
                             model_fields.word_select((idx - len(info_const))[:3], 8)))

@@ -8,9 +8,9 @@ from amaranth import Array, Cat, Const, Module, Mux, Signal
 from amaranth.lib import crc, stream, wiring
 from amaranth.lib.wiring import In, Out
 
-from squeezefpga.protocol import (LINK_BAD_CRC, LINK_BAD_VERSION, LINK_OK, LINK_REPLY_OVERFLOW,
-                                  LINK_TOO_LONG, LINK_VERSION, MAX_PAYLOAD, SOF)
+from squeezefpga.protocol import LINK_VERSION, MAX_PAYLOAD, SOF
 
+from .codes import LinkStatus
 from .ram import Ram
 
 __all__ = ["LinkLayer"]
@@ -56,7 +56,7 @@ class LinkLayer(wiring.Component):
         # zlib's CRC-32 of the received frame (after the SOF) and of the reply being sent.
         m.submodules.rx_crc = rx_crc = crc.catalog.CRC32_ISO_HDLC(data_width=8).create()
         m.submodules.tx_crc = tx_crc = crc.catalog.CRC32_ISO_HDLC(data_width=8).create()
-        version, seq, status = Signal(8), Signal(8), Signal(8)
+        version, seq, status = Signal(8), Signal(8), Signal(LinkStatus)
         length, idx = Signal(16), Signal(16)
         header = Signal(3)
         received_crc = Signal(32)
@@ -83,13 +83,13 @@ class LinkLayer(wiring.Component):
         m.d.comb += self.port_out.ready.eq(1)
         with m.If(self.port_out.valid):
             with m.If(reply_len < MAX_PAYLOAD):
-                m.d.comb += [reply.write_addr.eq(reply_len), reply.write_data.eq(self.port_out.payload),
-                             reply.write_en.eq(1)]
+                m.d.comb += [reply.write_addr.eq(reply_len),
+                             reply.write_data.eq(self.port_out.payload), reply.write_en.eq(1)]
                 m.d.sync += reply_len.eq(reply_len + 1)
             with m.Else():
                 m.d.sync += overflow.eq(1)
 
-        out_header = Array([Const(SOF, 8), Const(LINK_VERSION, 8), seq, status,
+        out_header = Array([Const(SOF, 8), Const(LINK_VERSION, 8), seq, status.as_value(),
                             reply_len[:8], reply_len[8:]])
         with m.FSM():
             with m.State("HUNT"):
@@ -116,7 +116,7 @@ class LinkLayer(wiring.Component):
                                          received_crc.eq(0)]
                             full = Cat(length[:8], byte_in)
                             with m.If(full > MAX_PAYLOAD):
-                                m.d.sync += status.eq(LINK_TOO_LONG)
+                                m.d.sync += status.eq(LinkStatus.TOO_LONG)
                                 m.next = "REPLY"
                             with m.Elif(full == 0):
                                 m.next = "CHECK"
@@ -142,16 +142,16 @@ class LinkLayer(wiring.Component):
                     with m.If(idx == 3):
                         m.d.sync += [idx.eq(0), reply_len.eq(0), overflow.eq(0)]
                         with m.If(value != rx_crc.crc):
-                            m.d.sync += status.eq(LINK_BAD_CRC)
+                            m.d.sync += status.eq(LinkStatus.BAD_CRC)
                             m.next = "REPLY"
                         with m.Elif(version != LINK_VERSION):
-                            m.d.sync += status.eq(LINK_BAD_VERSION)
+                            m.d.sync += status.eq(LinkStatus.BAD_VERSION)
                             m.next = "REPLY"
                         with m.Elif(length == 0):
-                            m.d.sync += status.eq(LINK_OK)
+                            m.d.sync += status.eq(LinkStatus.OK)
                             m.next = "COLLECT"
                         with m.Else():
-                            m.d.sync += status.eq(LINK_OK)
+                            m.d.sync += status.eq(LinkStatus.OK)
                             m.next = "FETCH"
             with m.State("FETCH"):           # payload byte idx -> the host port
                 m.d.comb += [request.read_addr.eq(idx), request.read_en.eq(1)]
@@ -168,10 +168,11 @@ class LinkLayer(wiring.Component):
                         m.next = "FETCH"
             with m.State("COLLECT"):         # until the port has sent its whole reply
                 with m.If(self.port_idle & ~self.port_out.valid):
-                    m.d.sync += [idx.eq(0), status.eq(Mux(overflow, LINK_REPLY_OVERFLOW, LINK_OK))]
+                    m.d.sync += [idx.eq(0),
+                                 status.eq(Mux(overflow, LinkStatus.REPLY_OVERFLOW, LinkStatus.OK))]
                     m.next = "REPLY"
             with m.State("REPLY"):           # start byte, version, sequence, status, length
-                with m.If(status != LINK_OK):
+                with m.If(status != LinkStatus.OK):
                     m.d.sync += reply_len.eq(0)
                 m.d.comb += tx_crc.start.eq(1)
                 m.d.sync += idx.eq(0)

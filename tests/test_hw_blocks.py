@@ -226,6 +226,24 @@ def test_link_layer_frames_as_host_link_says():
     assert payloads == [b"\x01\x02\x03", b"\xab"]       # only good frames reach the port
 
 
+def test_hardware_codes_are_the_protocol_s():
+    """The gateware's enums carry exactly the host's constants: each ``CMD_*``, each status
+    byte (the ``STATUS_FLAG_*`` bits and the reply layout aside) and each ``LINK_*`` status."""
+    from squeezefpga import protocol
+    from squeezefpga.hw.codes import LinkStatus, Opcode, Status
+
+    def constants(prefix, skip=()):
+        return {name[len(prefix):]: getattr(protocol, name) for name in protocol.__all__
+                if name.startswith(prefix) and isinstance(getattr(protocol, name), int)
+                and not name.startswith(skip)}
+
+    for enum, expected in ((Opcode, constants("CMD_")),
+                           (Status, constants("STATUS_", ("STATUS_FLAG_",))),
+                           (LinkStatus, constants("LINK_", ("LINK_VERSION",)))):
+        assert {member.name: member.value for member in enum} == expected, enum.__name__
+    assert set(protocol.ARG_BYTES) == {op.value for op in Opcode}
+
+
 # -- the weight decoder against the blob's weight sections -------------------------------------
 
 class DecoderBench(wiring.Component):
