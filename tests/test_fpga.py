@@ -14,6 +14,8 @@ from squeezefpga.boards import flow
 from squeezefpga.boards.pll import pll_settings
 from squeezefpga.boards.uart import UART, divisor
 
+from .streams import collector, sender
+
 #: The configuration CI builds: small enough for a few minutes of place and route.
 CI_LANES, CI_CLOCK = 8, 75.0
 
@@ -85,24 +87,10 @@ def test_uart_loops_bytes_through_the_line():
     sent = bytes(range(0, 256, 7)) + b"\x00\xff\x55"
     got = bytearray()
 
-    async def send(ctx):
-        for byte in sent:
-            ctx.set(a.sink.payload, byte)
-            ctx.set(a.sink.valid, 1)
-            await ctx.tick().until(a.sink.ready)
-        ctx.set(a.sink.valid, 0)
-
-    async def receive(ctx):
-        ctx.set(b.source.ready, 1)
-        while len(got) < len(sent):
-            _, _, valid, byte = await ctx.tick().sample(b.source.valid, b.source.payload)
-            if valid:
-                got.append(byte)
-
     sim = Simulator(m)
     sim.add_clock(1e-8)
-    sim.add_testbench(send)
-    sim.add_testbench(receive)
+    sim.add_testbench(sender(a.sink, sent))
+    sim.add_testbench(collector(b.source, got, len(sent)))
     sim.run()
     assert bytes(got) == sent
 

@@ -18,6 +18,7 @@ from squeezefpga.golden.network import tiny_squeezenet
 from squeezefpga.hw.blob_verifier import BlobVerifier
 from squeezefpga.hw.ports import delay
 
+from .streams import collector, sender
 from .test_network import random_model
 
 WORD_BITS = 12                          # a 16 KiB weight buffer
@@ -165,21 +166,6 @@ def link_exchange(stream_in, timeout_cycles=64, cycles=20_000):
     dut = LinkLayer(timeout_cycles)
     sent, payloads = bytearray(), []
 
-    async def host(ctx):
-        for byte in stream_in:
-            ctx.set(dut.host_in.payload, byte)
-            ctx.set(dut.host_in.valid, 1)
-            await ctx.tick().until(dut.host_in.ready)
-        ctx.set(dut.host_in.valid, 0)
-
-    async def listen(ctx):
-        ctx.set(dut.host_out.ready, 1)
-        while True:
-            _, _, valid, payload = await ctx.tick().sample(dut.host_out.valid,
-                                                           dut.host_out.payload)
-            if valid:
-                sent.append(payload)
-
     async def port(ctx):
         ctx.set(dut.port_idle, 1)
         ctx.set(dut.port_in.ready, 1)
@@ -202,8 +188,8 @@ def link_exchange(stream_in, timeout_cycles=64, cycles=20_000):
 
     sim = Simulator(dut)
     sim.add_clock(1e-8)
-    sim.add_testbench(host)
-    sim.add_process(listen)
+    sim.add_testbench(sender(dut.host_in, stream_in))
+    sim.add_process(collector(dut.host_out, sent))
     sim.add_process(port)
     sim.run_until(cycles * 1e-8)
     return bytes(sent), payloads
