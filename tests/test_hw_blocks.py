@@ -176,7 +176,7 @@ def link_exchange(stream_in, timeout_cycles=64, cycles=20_000):
             if valid:
                 payload.append(byte)
                 ctx.set(dut.port_idle, 0)        # busy from the first byte, as the port is
-            elif payload and quiet == 3:   # the link layer forwards a byte every 2nd cycle
+            elif payload and quiet == 3:   # a byte every 3rd cycle (fetch, latch, forward)
                 payloads.append(bytes(payload))
                 for b in bytes(reversed(payload)) + b"\x00":
                     ctx.set(dut.port_out.payload, b)
