@@ -15,11 +15,13 @@ from pathlib import Path
 from squeezefpga import __version__
 from squeezefpga.errors import SqueezeFPGAError
 from squeezefpga.golden.image import load_image
+from squeezefpga.golden.network import NETWORKS
+from squeezefpga.golden.onnx_import import PREPROCESSING
 from squeezefpga.models import CAT_PHOTO, DEFAULT_MODEL, class_names
 from squeezefpga.sim.board_server import IDLE_TIMEOUT, BoardServer
 
 from . import report, tasks
-from .model_cache import load_model
+from .model_cache import Source, calibration_pictures, load_model
 from .progress import TerminalProgress
 from .simulate import simulate
 
@@ -48,8 +50,25 @@ def _progress(args):
     return progress
 
 
+def _source(args):
+    """The model source the options name: --onnx, --network or --model (the default)."""
+    if args.onnx:
+        source = Source("onnx", args.onnx, args.density, args.preprocess)
+    elif args.network:
+        source = Source("network", args.network, args.density)
+    else:
+        source = Source("net", args.model or str(DEFAULT_MODEL), args.density)
+    return source
+
+
 def _model(args, progress):
-    return load_model(args.model, getattr(args, "blob", None), not args.no_cache, progress)
+    return load_model(_source(args), getattr(args, "blob", None), not args.no_cache, progress,
+                      calibration_pictures(args.calibration))
+
+
+def _fitting(config, model):
+    """``config``, with memories large enough for ``model`` in simulation."""
+    return tasks.fitting_config(config, model)
 
 
 class _Parser(argparse.ArgumentParser):
@@ -85,6 +104,16 @@ def _megahertz(text):
     return value
 
 
+def _density(text):
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not 0 < value <= 1:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a density in (0, 1]")
+    return value
+
+
 def _lane_list(text):
     try:
         lanes = [int(v) for v in text.split(",")]
@@ -106,18 +135,21 @@ def _image_for(model, path):
 
 
 def cmd_compile(args):
-    output = args.output or os.path.basename(os.path.splitext(args.model)[0]) + ".sqzf"
+    source = _source(args)
+    output = args.output or source.stem + ".sqzf"
     tasks.check_output(output, "the blob")
-    model = _model(args, _progress(args))
+    model, fidelity = tasks.compile_with_fidelity(source, calibration_pictures(args.calibration),
+                                                  _progress(args))
     tasks.write_output(output, model.blob, "the blob")
-    _show(args, lambda: report.compile_json(model, output),
-          lambda: report.compile_text(model, output))
+    _show(args, lambda: report.compile_json(model, output, fidelity),
+          lambda: report.compile_text(model, output, fidelity))
     return 0
 
 
 def cmd_golden(args):
-    scores = tasks.golden_scores(args.image, args.model, args.float, args.blob,
-                                 not args.no_cache, _progress(args))
+    scores = tasks.golden_scores(args.image, _source(args), args.float, args.blob,
+                                 not args.no_cache, _progress(args),
+                                 calibration_pictures(args.calibration))
     names = class_names()
     kind = "float32 reference" if args.float else "bit-exact integer model"
     _show(args, lambda: report.golden_json(scores, names),
@@ -142,6 +174,7 @@ def cmd_sim(args):
     _images([args.image])
     progress = _progress(args)
     model = _model(args, progress)
+    config = _fitting(config, model)
     result = simulate(model, [_image_for(model, args.image)], config, args.check_all,
                       progress)[0]
     if args.report:
@@ -166,8 +199,9 @@ def cmd_bench(args):
     if args.report:
         tasks.write_html_report(args.report, results, model, CAT_PHOTO, args.board)
     builds = {c.lanes: tasks.build_report(args.board, c.lanes) for c in configs}
-    _show(args, lambda: report.bench_json(results, CAT_PHOTO.name, builds, args.board),
-          lambda: report.bench_text(results, CAT_PHOTO.name, builds, args.board))
+    label = _source(args).label if not args.blob else args.blob
+    _show(args, lambda: report.bench_json(results, CAT_PHOTO.name, builds, args.board, label),
+          lambda: report.bench_text(results, CAT_PHOTO.name, builds, args.board, label))
     return 0
 
 
@@ -211,7 +245,8 @@ def cmd_report(args):
     _images([args.image])
     progress = _progress(args)
     model = _model(args, progress)
-    result = simulate(model, [_image_for(model, args.image)], config, progress=progress)[0]
+    result = simulate(model, [_image_for(model, args.image)], _fitting(config, model),
+                      progress=progress)[0]
     tasks.write_html_report(args.output, [result], model, args.image, args.board)
     _show(args, lambda: {"output": str(args.output), **report.sim_json(result, class_names())},
           lambda: [f"wrote {args.output}: {result.run.cycles:,} cycles, lane utilization "
@@ -226,8 +261,8 @@ def cmd_classify(args):
     _images(args.images)
     if args.device == "sim":
         # A private board: the model must fit before the (long) build starts.
-        config = tasks.accelerator_config(args.lanes)
         model = _model(args, progress)
+        config = _fitting(tasks.accelerator_config(args.lanes), model)
         model.check(config)
     else:
         config = model = None
@@ -250,8 +285,20 @@ def cmd_demo(args):
 
 def _parents():
     model = argparse.ArgumentParser(add_help=False)
-    model.add_argument("--model", default=str(DEFAULT_MODEL), help="Deep Compression .net "
-                       "file (default: the bundled SqueezeNet v1.0)")
+    which = model.add_mutually_exclusive_group()
+    which.add_argument("--model", help="Deep Compression .net file (default: the bundled "
+                       "SqueezeNet v1.0)")
+    which.add_argument("--network", choices=sorted(NETWORKS), help="a SqueezeNet variant with "
+                       "synthetic pruned random weights (fixed seed) instead of --model")
+    which.add_argument("--onnx", metavar="FILE", help="a SqueezeNet exported to ONNX "
+                       "(torchvision or Caffe) instead of --model")
+    model.add_argument("--density", type=_density, help="prune each conv to this fraction of "
+                       "its weights (by magnitude) before the codebooks")
+    model.add_argument("--calibration", metavar="DIR", help="calibrate on the pictures in DIR "
+                       "(default: the two bundled photos)")
+    model.add_argument("--preprocess", choices=PREPROCESSING, default="torchvision",
+                       help="input normalisation of an --onnx model (default torchvision: "
+                       "RGB, ImageNet mean and std)")
     model.add_argument("--no-cache", action="store_true", help="compile again instead of "
                        "reusing the cached blob")
     blob = argparse.ArgumentParser(add_help=False)

@@ -35,7 +35,10 @@ def layer_table(program):
 def top5(logits, names):
     """The five best classes: ``[{"class", "name", "score"}]``, best first (stable order)."""
     order = np.argsort(-np.asarray(logits), kind="stable")[:5]
-    return [{"class": int(c), "name": names[c], "score": logits[c]} for c in order]
+    # ImageNet's names only for a 1000-class model (not for a reduced or other network).
+    named = len(logits) == len(names)
+    return [{"class": int(c), "name": names[c] if named else f"class {c}", "score": logits[c]}
+            for c in order]
 
 
 def _ints(values):
@@ -49,14 +52,14 @@ def _padding(model, rows):
     return len(model.blob) - HEADER.size - sum(r["bytes"] for r in rows)
 
 
-def compile_json(model, output):
+def compile_json(model, output, fidelity=None):
     rows = layer_table(model.program)
     return {"total_bytes": len(model.blob), "output": str(output),
             "activation_bytes": model.program.activation_bytes, "layers": rows,
-            "padding_bytes": _padding(model, rows)}
+            "padding_bytes": _padding(model, rows), "fidelity": fidelity}
 
 
-def compile_text(model, output):
+def compile_text(model, output, fidelity=None):
     rows = layer_table(model.program)
     lines = [f"{'layer':<20} {'op':<10} {'output':>14} {'nnz':>7} {'density':>7} {'codes':>5} "
              f"{'encoding':>8} {'bytes':>7}"]
@@ -75,6 +78,11 @@ def compile_text(model, output):
     lines.append(f"total: {size:,} bytes ({size / 1024:.1f} KiB) for {nnz:,} non-zero weights; "
                  f"activation memory {model.program.activation_bytes:,} bytes; written to "
                  f"{output}")
+    if fidelity:
+        lines.append(f"against the float model on {fidelity['images']} calibration pictures: "
+                     f"top-1 agreement {fidelity['top1_agreement']:.0%}, top-5 overlap "
+                     f"{fidelity['top5_overlap']:.1f} of 5, relative score error at most "
+                     f"{fidelity['relative_error']:.2%}")
     return lines
 
 
@@ -129,7 +137,7 @@ def _speed(result, build):
     return build["fmax_mhz"], round(build["fmax_mhz"] * 1e6 / result.run.cycles, 2)
 
 
-def bench_json(results, image_name, builds=None, board=None):
+def bench_json(results, image_name, builds=None, board=None, model=None):
     builds = builds or {}
     runs = []
     for r in results:
@@ -140,13 +148,14 @@ def bench_json(results, image_name, builds=None, board=None):
                      "simulated_cycles_per_second": round(r.run.cycles / r.seconds),
                      "board": board, "fmax_mhz": fmax, "fps": fps,
                      "layers": layer_json(r.layers)})
-    return {"image": image_name, "runs": runs}
+    return {"model": model, "image": image_name, "runs": runs}
 
 
-def bench_text(results, image_name, builds=None, board=None):
+def bench_text(results, image_name, builds=None, board=None, model=None):
     report = bench_json(results, image_name, builds, board)["runs"]
     heads = [f"{r['lanes']} lanes: cycles" for r in report]
-    lines = [f"{'layer':<20}" + "".join(f"{head:>20}{'ideal':>10}" for head in heads)]
+    lines = [f"model: {model}"] if model else []
+    lines.append(f"{'layer':<20}" + "".join(f"{head:>20}{'ideal':>10}" for head in heads))
     for i, layer in enumerate(report[0]["layers"]):
         lines.append(f"{layer['name']:<20}" + "".join(
             f"{r['layers'][i]['cycles']:>20,}{r['layers'][i]['ideal_cycles']:>10,}"

@@ -1,6 +1,7 @@
 """What the commands do, as functions of explicit parameters: the command line parses its
 arguments, calls one of these and prints the result through :mod:`.report`."""
 
+import dataclasses
 import json
 import os
 from contextlib import contextmanager
@@ -10,17 +11,16 @@ from squeezefpga.config import AcceleratorConfig
 from squeezefpga.errors import SqueezeFPGAError
 from squeezefpga.golden.float_model import float_forward
 from squeezefpga.golden.image import load_image
-from squeezefpga.golden.importer import load_compressed
 from squeezefpga.golden.integer_model import run_integer
 from squeezefpga.golden.perf import layer_work
 from squeezefpga.host.device import Device
 from squeezefpga.models import class_names
 from squeezefpga.sim.board_server import BoardServer
 
-from .model_cache import cache_dir, load_model
+from .model_cache import CALIBRATION, Source, cache_dir, compile_source, load_model
 from .simulate import layer_rows, simulate
 
-__all__ = ["accelerator_config", "write_output", "check_output", "golden_scores",
+__all__ = ["accelerator_config", "fitting_config", "compile_with_fidelity", "write_output", "check_output", "golden_scores",
            "emit_verilog_file", "bench", "open_device", "classify", "BOARDS", "build_report",
            "write_html_report", "fpga_build", "program_board"]
 
@@ -34,6 +34,42 @@ def accelerator_config(lanes, **overrides):
         return AcceleratorConfig(lanes=lanes, **overrides)
     except ValueError as exc:
         raise SqueezeFPGAError(str(exc)) from None
+
+
+def _power_of_two_above(n):
+    return 1 << max(0, int(n) - 1).bit_length()
+
+
+#: The memories of the larger simulation configuration, at least: every full-size variant
+#: with synthetic weights fits it, so they share one Verilator build.
+LARGE_ACTIVATION_BYTES = 4 << 20
+LARGE_WEIGHT_BYTES = 1 << 20
+
+
+def fitting_config(config, model):
+    """``config``, or, if ``model`` needs more memory than it has, the larger simulation
+    configuration: activation and weight memories of at least
+    :data:`LARGE_ACTIVATION_BYTES` / :data:`LARGE_WEIGHT_BYTES`, powers of two that hold the
+    model (synthetic variants, imported models). Every other limit stays, so the fit check
+    still applies."""
+    if model.program.activation_bytes <= config.activation_bytes and \
+            len(model.blob) <= config.weight_bytes:
+        return config
+    activation = max(LARGE_ACTIVATION_BYTES, config.activation_bytes,
+                     _power_of_two_above(model.program.activation_bytes))
+    weights = max(LARGE_WEIGHT_BYTES, config.weight_bytes,
+                  _power_of_two_above(len(model.blob)))
+    return dataclasses.replace(config, activation_bytes=activation, weight_bytes=weights)
+
+
+def compile_with_fidelity(source, calibration=CALIBRATION, progress=None):
+    """Compile ``source`` and measure what the compression does to its scores on the
+    calibration pictures (:meth:`~squeezefpga.golden.compiler.Compiled.fidelity`).
+
+    Returns (Model, fidelity dict).
+    """
+    compiled, reference, images = compile_source(source, calibration, progress)
+    return compiled.model, compiled.fidelity(images, reference)
 
 
 def write_output(path, data, what):
@@ -111,15 +147,17 @@ def write_html_report(path, results, model, image_path, board=None):
                         "the report")
 
 
-def golden_scores(image_path, model_path, use_float=False, blob_path=None, use_cache=True,
-                  progress=None):
+def golden_scores(image_path, source, use_float=False, blob_path=None, use_cache=True,
+                  progress=None, calibration=CALIBRATION):
     """Class scores of the golden model for one picture: float32 reference (floats) or the
-    bit-exact integer model (ints)."""
+    bit-exact integer model (ints). ``source`` is a :class:`Source` or a ``.net`` path."""
+    if not isinstance(source, Source):
+        source = Source("net", str(source))
     if use_float:
-        model = load_compressed(model_path)
+        model = source.float_model()
         image = load_image(image_path, model.network.input_shape[1])
         return [float(s) for s in float_forward(model, image)[model.network.output].ravel()]
-    model = load_model(model_path, blob_path, use_cache, progress)
+    model = load_model(source, blob_path, use_cache, progress, calibration)
     image = load_image(image_path, model.program.input_shape[1])
     return [int(s) for s in run_integer(model.program, image).logits]
 
@@ -144,7 +182,7 @@ def emit_verilog_file(config, output, framed=False, lint=False, synth=False, pro
 
 def bench(model, image, lane_counts, progress=None):
     """One simulation per lane count (all checked before the first build)."""
-    configs = [accelerator_config(lanes) for lanes in lane_counts]
+    configs = [fitting_config(accelerator_config(lanes), model) for lanes in lane_counts]
     for config in configs:
         model.check(config)
     return [simulate(model, [image], config, progress=progress)[0] for config in configs]

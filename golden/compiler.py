@@ -10,7 +10,7 @@ from squeezefpga.errors import QuantizationError
 from .blob import ConvWeights, Descriptor, Model, Program, encode_program
 from .image import load_image
 from .importer import load_compressed
-from .network import Add, Concat, Conv, GlobalAvgPool, MaxPool
+from .network import Concat, Conv, GlobalAvgPool, MaxPool, lower_adds
 from .polyphase import phase_shape, phase_split_weights, split_conv_out, split_kernel
 from .quantize import calibration_images, quantize
 
@@ -85,22 +85,30 @@ def build_program(network, qmodel):
     """Lay out every tensor in activation memory and emit one descriptor per hardware step.
 
     Concatenations cost nothing: both expand branches write into one (C, H, W) region at their
-    channel offset. Each region is freed after its last reader, and the output of a step never
-    overlaps its input. A stride-s first conv is emitted as the equivalent stride-1 conv of the
-    image's phases (:func:`input_phase`); the input region then holds the phases.
+    channel offset. An add runs as a 1x1 conv over its two operands, which are laid out side
+    by side the same way (:func:`~.network.lower_adds`). Each region is freed after its last
+    reader, and the output of a step never overlaps its input. A stride-s first conv is
+    emitted as the equivalent stride-1 conv of the image's phases (:func:`input_phase`); the
+    input region then holds the phases.
     """
+    network = lower_adds(network)
     phase = input_phase(network)
     shapes = network.shapes()
     shapes["data"] = phase_shape(shapes["data"], phase)
     root, offset = {"data": "data"}, {"data": 0}
     for op in network.ops:
-        if isinstance(op, Add):
-            raise QuantizationError(f"{op.name}: the accelerator has no element-wise add; "
-                                    "bypass networks run only in the float reference")
         root[op.name], offset[op.name] = op.name, 0
         if isinstance(op, Concat):
             at = 0
             for s in op.srcs:
+                if s == "data":
+                    raise QuantizationError(f"{op.name}: concatenates or adds the input "
+                                            "image, which has a region of its own")
+                if root[s] != s:
+                    raise QuantizationError(
+                        f"{s}: is an operand of both {root[s]} and {op.name}; a tensor can "
+                        "sit beside only one other (concatenation, or the operands of an "
+                        "add)")
                 root[s], offset[s] = op.name, at
                 c, h, w = shapes[s]
                 at += c * h * w
@@ -157,6 +165,33 @@ class Compiled:
     program: Program
     qmodel: object
     float_model: object
+
+    def fidelity(self, images, reference=None):
+        """How far the compression (pruning, codebooks, fixed point) moves the class scores
+        from those of the float model ``reference`` (default: the one quantized), on uint8
+        BGR ``images``.
+
+        Returns a dict: ``images``; ``top1_agreement`` and mean ``top5_overlap`` (of 5);
+        ``relative_error``, the largest ||q - f|| / ||f|| over the images, with q the integer
+        logits in float units (the class sums times the scores' scale over the plane size).
+        """
+        from .float_model import float_forward
+        from .integer_model import run_integer
+        reference = reference if reference is not None else self.float_model
+        network = reference.network
+        last = next(d for d in reversed(self.program.descriptors) if d.op == OP_GLOBAL_SUM)
+        _, h, w = last.in_shape
+        unit = self.qmodel.scales[network.op(network.output).src] / (h * w)
+        agree, overlap, error = 0, 0, 0.0
+        for image in images:
+            f = float_forward(reference, image)[network.output].ravel().astype(np.float64)
+            q = run_integer(self.program, image).logits * unit
+            agree += int(np.argmax(f) == np.argmax(q))
+            overlap += len(set(np.argsort(-f)[:5]) & set(np.argsort(-q)[:5]))
+            error = max(error, float(np.linalg.norm(q - f) / max(np.linalg.norm(f), 1e-30)))
+        n = max(len(images), 1)
+        return {"images": len(images), "top1_agreement": agree / n,
+                "top5_overlap": overlap / n, "relative_error": round(error, 6)}
 
     @property
     def model(self):

@@ -1,5 +1,5 @@
 """Network definitions: SqueezeNet v1.0 (Caffe, as the real compressed model needs it), v1.1,
-v1.0 with simple bypass, and small synthetic networks for hardware tests.
+v1.0 with simple and with complex bypass, and small synthetic networks for hardware tests.
 
 A network is a list of operations in execution order. Every operation reads named tensors and
 writes one named tensor; ``"data"`` is the input image. The same description drives the float
@@ -10,8 +10,9 @@ from dataclasses import dataclass, field
 
 __all__ = [
     "Conv", "MaxPool", "Concat", "Add", "GlobalAvgPool", "Network",
-    "squeezenet_v1_0", "squeezenet_v1_1", "squeezenet_v1_0_bypass", "tiny_squeezenet",
-    "FIRE_SIZES",
+    "squeezenet_v1_0", "squeezenet_v1_1", "squeezenet_v1_0_bypass",
+    "squeezenet_v1_0_complex_bypass", "tiny_squeezenet", "FIRE_SIZES", "NETWORKS", "network",
+    "add_operands", "lower_adds",
 ]
 
 
@@ -61,7 +62,7 @@ class Concat:
 
 @dataclass(frozen=True)
 class Add:
-    """Element-wise sum (simple bypass)."""
+    """Element-wise sum of two tensors of one shape (simple and complex bypass)."""
     name: str
     srcs: tuple
 
@@ -165,17 +166,25 @@ def _fire(ops, index, src, in_ch, squeeze, expand):
     return f"{name}/concat", 2 * expand
 
 
-def _squeezenet(name, conv1, pool_after, bypass=(), conv10_pad=0, classes=1000,
-                input_shape=(3, 227, 227), fire_sizes=FIRE_SIZES):
+def _squeezenet(name, conv1, pool_after, bypass=(), complex_bypass=(), conv10_pad=0,
+                classes=1000, input_shape=(3, 227, 227), fire_sizes=FIRE_SIZES):
     ops = [conv1, MaxPool("pool1", "conv1")]
     src, ch = "pool1", conv1.out_ch
     for index, (squeeze, expand) in enumerate(fire_sizes, start=2):
         block_in, block_ch = src, ch
         src, ch = _fire(ops, index, src, ch, squeeze, expand)
+        if index in bypass and index in complex_bypass:
+            raise ValueError(f"fire{index}: simple or complex bypass, not both")
         if index in bypass:
             if block_ch != ch:
                 raise ValueError(f"bypass around fire{index} needs equal channel counts")
             ops.append(Add(f"fire{index}/bypass", (block_in, src)))
+            src = f"fire{index}/bypass"
+        elif index in complex_bypass:
+            # The paper's complex bypass: a 1x1 conv (with ReLU, as every conv here: the
+            # accelerator's tensors are uint8) brings the block input to the output's channels.
+            ops.append(Conv(f"fire{index}/bypass1x1", block_in, block_ch, ch, 1))
+            ops.append(Add(f"fire{index}/bypass", (f"fire{index}/bypass1x1", src)))
             src = f"fire{index}/bypass"
         if index in pool_after:
             ops.append(MaxPool(f"pool{index}", src))
@@ -201,13 +210,28 @@ def squeezenet_v1_0_bypass():
                        pool_after=(4, 8), bypass=(3, 5, 7, 9), conv10_pad=1)
 
 
+def squeezenet_v1_0_complex_bypass():
+    """SqueezeNet v1.0 with complex bypass: simple bypass around fire3, 5, 7 and 9, and a 1x1
+    conv on the bypass of fire2, 4, 6 and 8, whose channel counts differ (the paper's Fig. 2,
+    right)."""
+    return _squeezenet("squeezenet_v1.0_complex_bypass",
+                       Conv("conv1", "data", 3, 96, 7, stride=2), pool_after=(4, 8),
+                       bypass=(3, 5, 7, 9), complex_bypass=(2, 4, 6, 8), conv10_pad=1)
+
+
 def squeezenet_v1_1():
-    """SqueezeNet v1.1: conv1 64 filters 3x3 stride 2, pools after conv1, fire3 and fire5."""
+    """SqueezeNet v1.1: conv1 64 filters 3x3 stride 2, pools after conv1, fire3 and fire5.
+
+    As torchvision's ``squeezenet1_1`` and the Caffe release: conv1 unpadded, pools ceil mode,
+    conv10 1x1 unpadded (so no border, unlike the Caffe v1.0). The input is 227x227 here (the
+    Caffe size; torchvision's 224 gives 111x111 after conv1, the same layers).
+    """
     return _squeezenet("squeezenet_v1.1", Conv("conv1", "data", 3, 64, 3, stride=2),
                        pool_after=(3, 5))
 
 
-def tiny_squeezenet(size=35, classes=10, conv1_kernel=3, fires=((4, 8), (4, 8), (8, 16))):
+def tiny_squeezenet(size=35, classes=10, conv1_kernel=3, fires=((4, 8), (4, 8), (8, 16)),
+                    bypass=(), complex_bypass=()):
     """A reduced SqueezeNet of the same shape family, fast enough for RTL simulation.
 
     Parameters
@@ -220,10 +244,55 @@ def tiny_squeezenet(size=35, classes=10, conv1_kernel=3, fires=((4, 8), (4, 8), 
         Side of conv1's kernel (stride 2, no padding; 7 mirrors v1.0, 3 mirrors v1.1).
     fires : tuple of (squeeze, expand)
         Fire modules; a pool follows the second one.
+    bypass, complex_bypass : tuple of int
+        Fire indices (from 2) with a simple bypass, or with a 1x1 conv on the bypass.
     """
     if size < conv1_kernel + 4:
         raise ValueError(f"size {size} is too small for a {conv1_kernel}x{conv1_kernel} conv1")
     return _squeezenet(f"tiny_squeezenet_{size}",
                        Conv("conv1", "data", 3, 2 * fires[0][0], conv1_kernel, stride=2),
-                       pool_after=(3,), conv10_pad=1, classes=classes,
-                       input_shape=(3, size, size), fire_sizes=fires)
+                       pool_after=(3,), bypass=bypass, complex_bypass=complex_bypass,
+                       conv10_pad=1, classes=classes, input_shape=(3, size, size),
+                       fire_sizes=fires)
+
+
+#: The networks of ``--network``, by name.
+NETWORKS = {"v1.0": squeezenet_v1_0, "v1.1": squeezenet_v1_1,
+            "v1.0-bypass": squeezenet_v1_0_bypass,
+            "v1.0-complex-bypass": squeezenet_v1_0_complex_bypass}
+
+
+def network(name):
+    """The network called ``name`` in :data:`NETWORKS`."""
+    if name not in NETWORKS:
+        raise ValueError(f"unknown network {name!r} (one of {', '.join(NETWORKS)})")
+    return NETWORKS[name]()
+
+
+def add_operands(add):
+    """Name of the region that holds both operands of ``add`` side by side (see
+    :func:`lower_adds`)."""
+    return f"{add.name}/operands"
+
+
+def lower_adds(network):
+    """``network`` with every :class:`Add` as the accelerator runs it.
+
+    ``Add(name, (a, b))`` becomes ``Concat(name/operands, (a, b))``, so the compiler lays the
+    two operands side by side, and a 1x1 ``Conv(name)`` of 2C -> C channels whose filter c
+    has exactly two non-zero weights, on channels c and C + c (the quantizer gives them the
+    ratio of the operands' scales). The conv engine skips the zeros: an add costs no new
+    hardware, and its rounding is the requantisation of every conv (docs/FORMATS.md).
+    """
+    shapes = network.shapes()
+    ops = []
+    for op in network.ops:
+        if isinstance(op, Add):
+            if len(op.srcs) != 2:
+                raise ValueError(f"{op.name}: adds exactly two tensors, not {len(op.srcs)}")
+            channels = shapes[op.name][0]
+            ops.append(Concat(add_operands(op), tuple(op.srcs)))
+            ops.append(Conv(op.name, add_operands(op), 2 * channels, channels, 1))
+        else:
+            ops.append(op)
+    return Network(network.name, network.input_shape, tuple(ops), network.output)

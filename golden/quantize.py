@@ -19,6 +19,10 @@ Rules (docs/FORMATS.md gives the arithmetic the hardware must match):
   output shift caused by the weight error, E[x] from calibration, is subtracted).
 - Requantisation: ``q = clamp((acc * M + 2**(S-1)) >> S, 0, 255)``, ``>>`` an arithmetic
   shift, i.e. round half up; M is a 15-bit multiplier in [2**14, 2**15), S the shift.
+- An element-wise add ``a + b`` (bypass) has its own calibrated output scale. It runs as a
+  1x1 conv over the two operands side by side (:func:`~.network.lower_adds`) with integer
+  weights ``ka``, ``kb`` in the ratio of the operands' scales (the larger one 127) and bias
+  0: ``q = clamp(((ka*a + kb*b) * M + 2**(S-1)) >> S, 0, 255)`` (:func:`quantize_add`).
 """
 
 from dataclasses import dataclass
@@ -31,11 +35,12 @@ from squeezefpga.progress import Stage, emit
 
 from .float_model import float_forward
 from .image import BGR_MEAN
-from .network import Concat, Conv, GlobalAvgPool, MaxPool
+from .network import Add, Concat, Conv, GlobalAvgPool, MaxPool
 from .ops import im2col
 
 __all__ = ["MAX_CODES", "MULTIPLIER_BITS", "QuantLayer", "QuantizedModel", "quantize",
-           "calibration_images", "cluster_codebook", "requant_params", "requantize"]
+           "calibration_images", "cluster_codebook", "requant_params", "requantize",
+           "quantize_add", "prune"]
 
 WEIGHT_MAX = 127        # int8 weights, symmetric
 #: Calibration maximum is scaled by this so unseen images clip less often.
@@ -223,6 +228,23 @@ def quantize_weights(weights, name="layer", hessian=None):
     return codebook, codes, scale
 
 
+def prune(model, density):
+    """Deep Compression's first step: keep the ``density`` fraction (0, 1] of each conv's
+    weights with the largest magnitude, zero the rest. Returns a new FloatModel."""
+    from .importer import FloatModel
+    if not 0 < density <= 1:
+        raise QuantizationError(f"density must be in (0, 1], not {density}")
+    weights = {}
+    for name, w in model.weights.items():
+        keep = max(1, int(round(density * w.size)))
+        if keep >= w.size:
+            weights[name] = w
+            continue
+        threshold = np.partition(np.abs(w).ravel(), w.size - keep)[w.size - keep]
+        weights[name] = np.where(np.abs(w) >= threshold, w, 0).astype(w.dtype)
+    return FloatModel(model.network, weights, model.biases, model.stats)
+
+
 def calibration_images(images):
     """The given uint8 BGR images plus deterministic augmentations of each.
 
@@ -296,7 +318,7 @@ def quantize(model, images, progress=None, headroom=HEADROOM):
             for s in op.srcs + (op.name,):
                 scales[s] = shared
     for op in network.ops:
-        if isinstance(op, Conv) and op.name not in scales:
+        if isinstance(op, (Conv, Add)) and op.name not in scales:
             scales[op.name] = tensor_scale(op.name)
         elif isinstance(op, (MaxPool, GlobalAvgPool)):
             scales[op.name] = scales[op.src]
@@ -323,4 +345,30 @@ def quantize(model, images, progress=None, headroom=HEADROOM):
         multiplier, shift = requant_params(in_scale * weight_scale / scales[op.name], op.name)
         layers[op.name] = QuantLayer(op.name, codebook, codes, bias.astype(np.int32),
                                      multiplier, shift)
+    shapes = network.shapes()
+    for op in network.ops:
+        if isinstance(op, Add):
+            layers[op.name] = quantize_add(op.name, shapes[op.name][0],
+                                           [scales[s] for s in op.srcs], scales[op.name])
     return QuantizedModel(network, layers, scales)
+
+
+def quantize_add(name, channels, in_scales, out_scale):
+    """The fixed-point add of two uint8 tensors at scales ``in_scales`` into ``out_scale``.
+
+    Returns a :class:`QuantLayer` of the 1x1 conv (``channels`` outputs, ``2 * channels``
+    inputs: the operands side by side) that the accelerator runs for it: filter c weighs
+    channel c by ``ka`` and channel ``channels + c`` by ``kb``, integers in the ratio of the
+    scales with the larger 127, bias 0, so the sum is exact before the one rounding of the
+    requantisation.
+    """
+    top = max(in_scales)
+    weights = [max(1, int(round(WEIGHT_MAX * s / top))) for s in in_scales]
+    values = sorted(set(weights))
+    codebook = np.array([0] + values, np.int8)
+    codes = np.zeros((channels, 2 * channels, 1, 1), np.uint8)
+    lanes = np.arange(channels)
+    for operand, weight in enumerate(weights):
+        codes[lanes, operand * channels + lanes] = values.index(weight) + 1
+    multiplier, shift = requant_params(top / WEIGHT_MAX / out_scale, name)
+    return QuantLayer(name, codebook, codes, np.zeros(channels, np.int32), multiplier, shift)

@@ -81,6 +81,21 @@ def test_sim_full_network_is_bitexact(capsys):
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize("network", ["v1.1", "v1.0-bypass", "v1.0-complex-bypass"])
+def test_sim_full_size_variants_are_bitexact(capsys, network):
+    """The other SqueezeNets at full ImageNet size with synthetic pruned weights (a fixed
+    seed), in the larger simulation configuration: the whole logits equal the golden
+    model's."""
+    golden = run_json(capsys, "golden", str(CAT_PHOTO), "--network", network, "--json")
+    result = run_json(capsys, "sim", str(CAT_PHOTO), "--network", network, "--json")
+    assert result["bitexact"] and result["first_difference"] is None
+    assert result["logits"] == golden["logits"] and len(result["logits"]) == 1000
+    steps = {"v1.1": 30, "v1.0-bypass": 34, "v1.0-complex-bypass": 42}[network]
+    assert len(result["layers"]) == steps
+    assert sum(layer["cycles"] for layer in result["layers"]) == result["cycles"]
+
+
+@pytest.mark.slow
 def test_demo_runs_the_accelerator(capsys):
     assert main(["demo"]) == 0
     out = capsys.readouterr().out

@@ -3,8 +3,11 @@ import pytest
 
 from squeezefpga.golden.float_model import float_forward
 from squeezefpga.golden.importer import FloatModel
-from squeezefpga.golden.network import (squeezenet_v1_0, squeezenet_v1_0_bypass, squeezenet_v1_1,
+from squeezefpga.golden.network import (NETWORKS, Concat, Conv, lower_adds, network,
+                                        squeezenet_v1_0, squeezenet_v1_0_bypass,
+                                        squeezenet_v1_0_complex_bypass, squeezenet_v1_1,
                                         tiny_squeezenet)
+from squeezefpga.golden.synthetic import synthetic_model
 
 
 def random_model(network, rng):
@@ -38,7 +41,8 @@ def test_v1_1_shapes():
     assert shapes["conv10"] == (1000, 14, 14)
 
 
-@pytest.mark.parametrize("make", [squeezenet_v1_1, squeezenet_v1_0_bypass, tiny_squeezenet])
+@pytest.mark.parametrize("make", [squeezenet_v1_1, squeezenet_v1_0_bypass,
+                                  squeezenet_v1_0_complex_bypass, tiny_squeezenet])
 def test_forward_runs_every_network(make, rng):
     network = make()
     model = random_model(network, rng)
@@ -57,6 +61,48 @@ def test_bypass_adds_block_input(rng):
                                   tensors["fire2/concat"] + tensors["fire3/concat"])
     np.testing.assert_array_equal(tensors["fire9/bypass"],
                                   tensors["pool8"] + tensors["fire9/concat"])
+
+
+def test_complex_bypass_convolves_where_the_channels_differ(rng):
+    network = squeezenet_v1_0_complex_bypass()
+    assert [op.name for op in network.convs if "bypass" in op.name] == [
+        f"fire{i}/bypass1x1" for i in (2, 4, 6, 8)]
+    shapes = network.shapes()
+    assert network.op("fire2/bypass1x1").in_ch == 96 and shapes["fire2/bypass"] == (128, 55, 55)
+    assert network.op("fire8/bypass1x1").in_ch == 384 and shapes["fire8/bypass"] == (512, 27, 27)
+    tensors = float_forward(random_model(network, rng),
+                            rng.integers(0, 256, network.input_shape, dtype=np.uint8))
+    np.testing.assert_array_equal(tensors["fire4/bypass"],
+                                  tensors["fire4/bypass1x1"] + tensors["fire4/concat"])
+    np.testing.assert_array_equal(tensors["fire5/bypass"],
+                                  tensors["pool4"] + tensors["fire5/concat"])
+
+
+def test_networks_by_name():
+    assert set(NETWORKS) == {"v1.0", "v1.1", "v1.0-bypass", "v1.0-complex-bypass"}
+    assert network("v1.1").name == "squeezenet_v1.1"
+    with pytest.raises(ValueError, match="unknown network 'v2'"):
+        network("v2")
+
+
+def test_an_add_lowers_to_a_conv_over_its_operands_side_by_side():
+    lowered = lower_adds(squeezenet_v1_0_bypass())
+    operands, conv = lowered.op("fire9/bypass/operands"), lowered.op("fire9/bypass")
+    assert isinstance(operands, Concat) and operands.srcs == ("pool8", "fire9/concat")
+    assert isinstance(conv, Conv) and (conv.src, conv.in_ch, conv.out_ch, conv.kernel) == (
+        "fire9/bypass/operands", 1024, 512, 1)
+    assert lowered.shapes()["fire9/bypass"] == squeezenet_v1_0_bypass().shapes()["fire9/bypass"]
+
+
+@pytest.mark.parametrize("name", sorted(NETWORKS))
+def test_synthetic_models_are_pruned_and_reproducible(name):
+    a, b = (synthetic_model(network(name), seed=7, density=0.25) for _ in range(2))
+    for conv in a.network.convs:
+        np.testing.assert_array_equal(a.weights[conv.name], b.weights[conv.name])
+        kept = np.count_nonzero(a.weights[conv.name]) / a.weights[conv.name].size
+        assert abs(kept - 0.25) < 0.5 / conv.in_ch / conv.kernel ** 2 + 1e-9, conv.name
+    assert not np.array_equal(synthetic_model(a.network, seed=8).weights["conv10"],
+                              a.weights["conv10"])
 
 
 def test_tiny_network_rejects_too_small_input():

@@ -105,6 +105,23 @@ def test_first_layer_kernel(conv1_kernel, size, rng):
               images[0])])
 
 
+@pytest.mark.parametrize("bypass,complex_bypass", [((3,), ()), ((3,), (2, 4))],
+                         ids=["simple bypass", "complex bypass"])
+def test_bypass_networks(bypass, complex_bypass, rng):
+    """Reduced bypass networks step by step: every add (a two-tap 1x1 conv over its operands
+    side by side) and every bypass conv bit for bit, then as one program."""
+    network = tiny_squeezenet(size=35, conv1_kernel=7, bypass=bypass,
+                              complex_bypass=complex_bypass)
+    images = [rng.integers(0, 256, network.input_shape, dtype=np.uint8) for _ in range(2)]
+    compiled = compile_model(random_model(network, rng), images)
+    names = [d.name for d in compiled.program.descriptors]
+    assert [f"fire{i}/bypass" for i in sorted(bypass + complex_bypass)] == [
+        n for n in names if n.endswith("/bypass")]
+    run([Case(f"tiny network, bypass {bypass} complex {complex_bypass}", compiled.blob,
+              images[0]),
+         Case("the same, one program", compiled.blob, images[1], per_step=False)])
+
+
 def test_reduced_network_whole_program(rng):
     """A reduced SqueezeNet run as one program (no host between steps), class sums compared."""
     network = tiny_squeezenet(size=35, conv1_kernel=7, fires=((4, 8), (6, 12), (8, 16)))
