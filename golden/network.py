@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 __all__ = [
     "Conv", "MaxPool", "Concat", "Add", "GlobalAvgPool", "Network",
     "squeezenet_v1_0", "squeezenet_v1_1", "squeezenet_v1_0_bypass",
-    "squeezenet_v1_0_complex_bypass", "tiny_squeezenet", "FIRE_SIZES", "NETWORKS", "network",
+    "squeezenet_v1_0_complex_bypass", "squeezenet_torchvision", "tiny_squeezenet", "FIRE_SIZES", "NETWORKS", "network",
     "add_operands", "lower_adds",
 ]
 
@@ -228,6 +228,22 @@ def squeezenet_v1_1():
     """
     return _squeezenet("squeezenet_v1.1", Conv("conv1", "data", 3, 64, 3, stride=2),
                        pool_after=(3, 5))
+
+
+def squeezenet_torchvision(version):
+    """torchvision's ``squeezenet1_0`` (``version`` "1_0") or ``squeezenet1_1`` ("1_1").
+
+    Against the Caffe definitions above: the input is 224x224, and conv10 is unpadded in both
+    (the Caffe v1.0 pads it by 1, so its scores average a 15x15 map with a relu(bias) border;
+    torchvision's a 13x13 map). conv1, the Fire modules and the ceil-mode pools are the same.
+    """
+    if version not in ("1_0", "1_1"):
+        raise ValueError(f"torchvision has squeezenet1_0 and squeezenet1_1, not {version!r}")
+    conv1 = (Conv("conv1", "data", 3, 96, 7, stride=2) if version == "1_0" else
+             Conv("conv1", "data", 3, 64, 3, stride=2))
+    return _squeezenet(f"squeezenet{version}", conv1,
+                       pool_after=(4, 8) if version == "1_0" else (3, 5),
+                       input_shape=(3, 224, 224))
 
 
 def tiny_squeezenet(size=35, classes=10, conv1_kernel=3, fires=((4, 8), (4, 8), (8, 16)),

@@ -5,6 +5,7 @@ from squeezefpga.golden.float_model import float_forward
 from squeezefpga.golden.importer import FloatModel
 from squeezefpga.golden.network import (NETWORKS, Concat, Conv, lower_adds, network,
                                         squeezenet_v1_0, squeezenet_v1_0_bypass,
+                                        squeezenet_torchvision,
                                         squeezenet_v1_0_complex_bypass, squeezenet_v1_1,
                                         tiny_squeezenet)
 from squeezefpga.golden.synthetic import synthetic_model
@@ -76,6 +77,14 @@ def test_complex_bypass_convolves_where_the_channels_differ(rng):
                                   tensors["fire4/bypass1x1"] + tensors["fire4/concat"])
     np.testing.assert_array_equal(tensors["fire5/bypass"],
                                   tensors["pool4"] + tensors["fire5/concat"])
+
+
+def test_torchvision_definitions():
+    v10, v11 = squeezenet_torchvision("1_0").shapes(), squeezenet_torchvision("1_1").shapes()
+    assert v10["conv1"] == (96, 109, 109) and v10["pool8"] == (512, 13, 13)
+    assert v10["conv10"] == (1000, 13, 13)            # unpadded, unlike the Caffe v1.0
+    assert v11["conv1"] == (64, 111, 111) and v11["pool5"] == (256, 13, 13)
+    assert v11["conv10"] == (1000, 13, 13)
 
 
 def test_networks_by_name():

@@ -14,8 +14,9 @@ from PIL import Image
 from squeezefpga.app.cli import main
 from squeezefpga.errors import ModelFormatError
 from squeezefpga.golden.float_model import float_forward
-from squeezefpga.golden.network import tiny_squeezenet
+from squeezefpga.golden.network import squeezenet_torchvision, tiny_squeezenet
 from squeezefpga.golden.onnx_import import load_onnx
+from squeezefpga.models import CAT_PHOTO
 
 from .onnx_graphs import export, random_weights, torchvision_input
 
@@ -223,3 +224,21 @@ def test_missing_file_and_wrong_input(rng, tmp_path):
     model.graph.input[0].type.tensor_type.shape.dim[3].dim_value = 36
     with pytest.raises(ModelFormatError, match="must be float N x 3 x H x W with H = W"):
         load_onnx(save(model, tmp_path))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("version", ["1_0", "1_1"])
+def test_torchvision_shaped_exports_run_bitexact_at_full_size(version, tmp_path, capsys):
+    """torchvision's squeezenet1_0 and squeezenet1_1 as its exporter lays them out (random
+    weights): imported, compiled with the bundled photos, run on the 64-lane accelerator."""
+    rng = np.random.default_rng(10)
+    network = squeezenet_torchvision(version)
+    model = export(network, *random_weights(network, rng, scale=1.0))
+    path = save(model, tmp_path, f"squeezenet{version}.onnx")
+    argv = ["--onnx", str(path), "--density", "0.35", "--json"]
+    assert main(["golden", str(CAT_PHOTO), *argv]) == 0
+    golden = json.loads(capsys.readouterr().out)
+    assert main(["sim", str(CAT_PHOTO), *argv]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result["bitexact"] and result["logits"] == golden["logits"]
+    assert len(result["logits"]) == 1000
