@@ -156,8 +156,11 @@ def run_cocotb(verilog_text, test_module, testcase=None, extra_env=None, build_k
                                  f"results{why}; end of its log:\n{_tail(log)}{keep}")
         tests, messages = _failures(results)
         if messages:
+            # The simulator stopped ($fatal, $finish): what it printed says why.
+            ended = any("SimFailure" in m for m in messages)
+            tail = f"\nend of the simulation log:\n{_tail(log)}" if ended else ""
             raise AssertionError(f"{len(messages)} of {tests} cocotb tests in {test_module} "
-                                 "failed:\n" + "\n".join(messages) + keep)
+                                 "failed:\n" + "\n".join(messages) + tail + keep)
         if tests == 0:
             raise AssertionError(f"no cocotb test ran in {test_module}"
                                  + (f" matching {testcase!r}" if testcase else "")
