@@ -54,29 +54,27 @@ def test_forward_runs_every_network(make, rng):
         assert np.isfinite(tensors[name]).all()
 
 
-def test_bypass_adds_block_input(rng):
-    network = squeezenet_v1_0_bypass()
+@pytest.mark.parametrize("make,sums", [
+    (squeezenet_v1_0_bypass, {"fire3/bypass": ("fire2/concat", "fire3/concat"),
+                              "fire9/bypass": ("pool8", "fire9/concat")}),
+    (squeezenet_v1_0_complex_bypass, {"fire4/bypass": ("fire4/bypass1x1", "fire4/concat"),
+                                      "fire5/bypass": ("pool4", "fire5/concat")}),
+], ids=["simple", "complex"])
+def test_bypass_adds_its_operands(make, sums, rng):
+    network = make()
     tensors = float_forward(random_model(network, rng),
                             rng.integers(0, 256, network.input_shape, dtype=np.uint8))
-    np.testing.assert_array_equal(tensors["fire3/bypass"],
-                                  tensors["fire2/concat"] + tensors["fire3/concat"])
-    np.testing.assert_array_equal(tensors["fire9/bypass"],
-                                  tensors["pool8"] + tensors["fire9/concat"])
+    for name, (a, b) in sums.items():
+        np.testing.assert_array_equal(tensors[name], tensors[a] + tensors[b])
 
 
-def test_complex_bypass_convolves_where_the_channels_differ(rng):
+def test_complex_bypass_convolves_where_the_channels_differ():
     network = squeezenet_v1_0_complex_bypass()
     assert [op.name for op in network.convs if "bypass" in op.name] == [
         f"fire{i}/bypass1x1" for i in (2, 4, 6, 8)]
     shapes = network.shapes()
     assert network.op("fire2/bypass1x1").in_ch == 96 and shapes["fire2/bypass"] == (128, 55, 55)
     assert network.op("fire8/bypass1x1").in_ch == 384 and shapes["fire8/bypass"] == (512, 27, 27)
-    tensors = float_forward(random_model(network, rng),
-                            rng.integers(0, 256, network.input_shape, dtype=np.uint8))
-    np.testing.assert_array_equal(tensors["fire4/bypass"],
-                                  tensors["fire4/bypass1x1"] + tensors["fire4/concat"])
-    np.testing.assert_array_equal(tensors["fire5/bypass"],
-                                  tensors["pool4"] + tensors["fire5/concat"])
 
 
 def test_torchvision_definitions():
