@@ -66,18 +66,30 @@ class Tile:
     in_bytes: int
     out_bytes: int
     weight_bytes: int
+    #: A conv tile with its pool fused: the conv rows it computes, and the bytes it keeps on
+    #: chip without moving them (the unpooled rows, or the partial sums of a global sum).
+    conv_rows: tuple = None
+    on_chip: int = 0
 
     @property
     def working_set(self):
-        return self.in_bytes + self.out_bytes
+        return self.in_bytes + self.out_bytes + self.on_chip
 
 
 @dataclass(frozen=True)
 class StepPlan:
-    """The tiles of one descriptor, in execution order."""
+    """The tiles of one descriptor, in execution order.
+
+    A conv whose output only a pool reads has that pool fused (``into`` names it): its tiles
+    pool their rows on chip and write the pooled rows, at ``channel_offset`` among the pool's
+    channels; the pool's own plan is then empty (``fused`` true).
+    """
     name: str
     op: int
     tiles: tuple
+    into: str = None
+    channel_offset: int = 0
+    fused: bool = False
 
     @property
     def sdram_bytes(self):
@@ -168,6 +180,89 @@ def _plan_conv(d, budget):
     return tuple(bands_out if cost[0] <= cost[1] else groups_out)
 
 
+def _reads(d):
+    return d.src, d.src + d.in_bytes
+
+
+def _writes(d):
+    return d.dst, d.dst + d.out_bytes
+
+
+def _overlap(a, b):
+    return a[0] < b[1] and b[0] < a[1]
+
+
+def _fusions(program):
+    """{producer index: pool index} for every pool (or global sum) whose input only it reads,
+    written entirely by convs of the same plane size."""
+    steps = program.descriptors
+    found = {}
+    for i, pool in enumerate(steps):
+        if pool.op == OP_CONV:
+            continue
+        region = _reads(pool)
+        producers = [j for j in range(i) if steps[j].op == OP_CONV and
+                     region[0] <= steps[j].dst and _writes(steps[j])[1] <= region[1]]
+        # The last writer of each byte must be one of them, covering the region exactly.
+        producers = [j for j in producers
+                     if not any(_overlap(_writes(steps[k]), _writes(steps[j]))
+                                for k in range(j + 1, i))]
+        if sum(steps[j].out_bytes for j in producers) != pool.in_bytes or \
+                any(steps[j].out_shape[1:] != pool.in_shape[1:] for j in producers):
+            continue
+        first = min(producers)
+        readers = [k for k in range(first, len(steps)) if k != i and
+                   _overlap(_reads(steps[k]), region) and
+                   not any(_overlap(_writes(steps[w]), _reads(steps[k]))
+                           for w in range(i + 1, k))]
+        if not readers:
+            found.update({j: i for j in producers})
+    return found
+
+
+def _fused_tile(d, pool, c0, c1, q0, q1, last=True):
+    """Tile of conv ``d`` computing the conv rows that pool rows q0..q1-1 of ``pool`` need
+    (a max pool), or conv rows q0..q1-1 summed into partial sums (a global sum).
+
+    3x3/2 windows of consecutive bands share a row: the band before computed it and kept it
+    on chip (``on_chip`` counts it), so no conv row is computed twice.
+    """
+    _, h, w = d.in_shape
+    _, oh, ow = d.out_shape
+    group = c1 - c0
+    if pool.op == OP_MAXPOOL:
+        first, r1 = _pool_in_rows(pool, q0, q1)
+        r0 = first + 1 if q0 > 0 and pool.kernel > pool.stride else first
+        out_bytes = group * (q1 - q0) * pool.out_shape[2]
+        on_chip = group * (r1 - first) * ow
+    else:
+        r0, r1 = q0, q1
+        out_bytes = 4 * group if last else 0
+        on_chip = group * (r1 - r0) * ow + 4 * group
+    i0, i1 = _conv_in_rows(d, r0, r1)
+    return Tile((c0, c1), (q0, q1), (i0, i1), d.in_shape[0] * (i1 - i0) * w, out_bytes,
+                _group_weight_bytes(d, c0, c1), (r0, r1), on_chip)
+
+
+def _plan_fused(d, pool, budget):
+    groups = _channel_groups(d, budget)
+    rows_out = pool.out_shape[1] if pool.op == OP_MAXPOOL else d.out_shape[1]
+
+    def fits(c0, c1, rows):
+        return all(_fused_tile(d, pool, c0, c1, q0, q1).working_set <= budget.tile_activation
+                   for q0, q1 in _bands(rows_out, rows))
+    rows = 0
+    while rows < rows_out and all(fits(c0, c1, rows + 1) for c0, c1 in groups):
+        rows += 1
+    if rows == 0:
+        raise TilingError(f"{d.name}: one pooled row of a channel group exceeds "
+                          f"{budget.tile_activation} bytes")
+    bands = _bands(rows_out, rows)
+    # Groups outside: a global sum's partial sums complete group by group.
+    return tuple(_fused_tile(d, pool, c0, c1, q0, q1, last=(q1 == rows_out))
+                 for c0, c1 in groups for q0, q1 in bands)
+
+
 def _plan_plane_op(d, budget):
     """Pools and global sums: per channel, so channel groups of full or banded planes."""
     c, _, _ = d.in_shape
@@ -184,18 +279,40 @@ def _plan_plane_op(d, budget):
     return tuple(_tile(d, c0, c0 + 1, r0, r1) for c0 in range(c) for r0, r1 in _bands(oh, rows))
 
 
-def plan_program(program, budget=Budget()):
-    """The tiles of every step of ``program`` (a list of :class:`StepPlan`)."""
+def plan_program(program, budget=Budget(), fuse_pools=True):
+    """The tiles of every step of ``program`` (a list of :class:`StepPlan`), with each pool
+    fused into the convs that produce its input where only it reads them and the fused tiles
+    fit (``fuse_pools``)."""
+    steps = program.descriptors
+    fusions = _fusions(program) if fuse_pools else {}
+    fused_tiles = {}
+    for pool in set(fusions.values()):
+        producers = [j for j, i in fusions.items() if i == pool]
+        try:
+            fused_tiles.update({j: _plan_fused(steps[j], steps[pool], budget)
+                                for j in producers})
+        except TilingError:        # the unpooled rows do not fit beside the band: unfused
+            for j in producers:
+                del fusions[j]
+    absorbed = set(fusions.values())
     plans = []
-    for d in program.descriptors:
-        tiles = _plan_conv(d, budget) if d.op == OP_CONV else _plan_plane_op(d, budget)
-        plans.append(StepPlan(d.name, d.op, tiles))
+    for i, d in enumerate(steps):
+        if i in fusions:
+            pool = steps[fusions[i]]
+            offset = (d.dst - pool.src) // (d.out_shape[1] * d.out_shape[2])
+            plans.append(StepPlan(d.name, d.op, fused_tiles[i], pool.name, offset))
+        elif i in absorbed:
+            plans.append(StepPlan(d.name, d.op, (), fused=True))
+        else:
+            tiles = _plan_conv(d, budget) if d.op == OP_CONV else _plan_plane_op(d, budget)
+            plans.append(StepPlan(d.name, d.op, tiles))
     return plans
 
 
-def _conv_tile(d, x, tile):
-    """Outputs of ``tile`` of conv ``d`` from its input band ``x`` (in_rows of the plane)."""
-    (c0, c1), (r0, r1), (i0, i1) = tile.channels, tile.rows, tile.in_rows
+def _conv_rows(d, x, channels, rows, in_rows):
+    """Output rows ``rows`` of output channels ``channels`` of conv ``d`` from its input band
+    ``x`` (rows ``in_rows`` of the plane, every channel)."""
+    (c0, c1), (r0, r1), (i0, i1) = channels, rows, in_rows
     p = d.pad
     # The band with the zero rows of the padding above and below, and the side padding.
     top = i0 - (r0 - p)
@@ -211,21 +328,32 @@ def run_tiled(program, image, plans, budget=Budget()):
 
     Every tile's input band is copied out of SDRAM into a buffer of ``budget.tile_activation``
     bytes (beside its outputs), computed there, and copied back: the bytes a tile may touch
-    are exactly those the plan says it moves.
+    are exactly those the plan says it moves. A conv with its pool fused pools on chip and
+    writes the pool's output; its own output never reaches SDRAM.
 
     Returns
     -------
-    (logits int32 array, dict of step name -> output tensor), as :func:`run_integer`.
+    (logits int32 array, dict of step name -> output tensor for every step whose output is
+    written to SDRAM), as :func:`run_integer`.
     """
     sdram = np.zeros(program.activation_bytes, np.uint8)
     data = np.frombuffer(input_bytes(program, image), np.uint8)
     sdram[program.input_addr: program.input_addr + data.size] = data
-    tensors = {}
+    steps = {d.name: d for d in program.descriptors}
+    tensors, pending, carried = {}, {}, {}
+
+    def output(d):
+        return np.zeros(d.out_shape if d.op != OP_GLOBAL_SUM else (d.out_shape[0],),
+                        np.uint8 if d.op != OP_GLOBAL_SUM else np.int64)
+
     for d, plan in zip(program.descriptors, plans):
         c, h, w = d.in_shape
         plane = sdram[d.src: d.src + d.in_bytes].reshape(c, h, w)
-        out = np.zeros(d.out_shape if d.op != OP_GLOBAL_SUM else (d.out_shape[0],),
-                       np.uint8 if d.op != OP_GLOBAL_SUM else "<i4")
+        if plan.fused:
+            out = pending.pop(d.name)
+        else:
+            target = steps[plan.into] if plan.into else d
+            out = pending.setdefault(target.name, output(target)) if plan.into else output(d)
         for tile in plan.tiles:
             if tile.working_set > budget.tile_activation or \
                     tile.weight_bytes > budget.tile_weights:
@@ -234,12 +362,27 @@ def run_tiled(program, image, plans, budget=Budget()):
             channels = slice(None) if d.op == OP_CONV else slice(c0, c1)
             band = np.array(plane[channels, i0:i1])         # the copy into the buffer
             assert band.nbytes == tile.in_bytes, (d.name, tile)
-            if d.op == OP_CONV:
-                out[c0:c1, r0:r1] = _conv_tile(d, band, tile)
+            if d.op == OP_CONV and plan.into:
+                y = _conv_rows(d, band, (c0, c1), tile.conv_rows, (i0, i1))
+                k0, k1 = plan.channel_offset + c0, plan.channel_offset + c1
+                pool = steps[plan.into]
+                if pool.op == OP_MAXPOOL:
+                    if tile.conv_rows[0] != _pool_in_rows(pool, r0, r1)[0]:
+                        y = np.concatenate([carried[c0], y], axis=1)   # the kept row
+                    carried[c0] = y[:, -1:]
+                    out[k0:k1, r0:r1] = max_pool_ceil(y, pool.kernel, pool.stride)[:, :r1 - r0]
+                else:
+                    out[k0:k1] += y.reshape(c1 - c0, -1).sum(axis=1, dtype=np.int64)
+            elif d.op == OP_CONV:
+                out[c0:c1, r0:r1] = _conv_rows(d, band, (c0, c1), (r0, r1), (i0, i1))
             elif d.op == OP_MAXPOOL:
                 out[c0:c1, r0:r1] = max_pool_ceil(band, d.kernel, d.stride)[:, :r1 - r0]
             else:
                 out[c0:c1] = band.reshape(c1 - c0, -1).sum(axis=1, dtype=np.int64)
+        if plan.into:
+            continue
+        if d.op == OP_GLOBAL_SUM:
+            out = out.astype("<i4")
         sdram[d.dst: d.dst + d.out_bytes] = np.frombuffer(out.tobytes(), np.uint8)
         tensors[d.name] = out
     logits = np.frombuffer(sdram[program.output_addr: program.output_addr +
@@ -249,12 +392,18 @@ def run_tiled(program, image, plans, budget=Budget()):
 
 def traffic_table(program, plans, lanes):
     """Per step: tiles, SDRAM bytes, SDRAM cycles at 2 bytes per cycle, and the ideal MAC
-    cycles at ``lanes`` lanes (list of dicts)."""
+    cycles at ``lanes`` lanes, those of conv rows computed twice by fused pool bands
+    included (list of dicts; ``"fused_into"`` names a fused pool)."""
     rows = []
     for d, plan, work in zip(program.descriptors, plans, layer_work(program, lanes)):
         moved = plan.sdram_bytes
+        mac = work["ideal_cycles"]
+        if plan.into:
+            computed = sum((t.conv_rows[1] - t.conv_rows[0]) * (t.channels[1] - t.channels[0])
+                           for t in plan.tiles)
+            mac *= computed / (d.out_shape[0] * d.out_shape[1])
         rows.append({"name": d.name, "op": OP_NAMES[d.op], "tiles": len(plan.tiles),
-                     "sdram_bytes": moved,
+                     "fused_into": plan.into, "sdram_bytes": moved,
                      "sdram_cycles": -(-moved // SDRAM_BYTES_PER_CYCLE),
-                     "mac_cycles": round(work["ideal_cycles"])})
+                     "mac_cycles": round(mac)})
     return rows
