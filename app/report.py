@@ -35,10 +35,9 @@ def layer_table(program):
 def top5(logits, names):
     """The five best classes: ``[{"class", "name", "score"}]``, best first (stable order)."""
     order = np.argsort(-np.asarray(logits), kind="stable")[:5]
-    # ImageNet's names only for a 1000-class model (not for a reduced or other network).
-    named = len(logits) == len(names)
-    return [{"class": int(c), "name": names[c] if named else f"class {c}", "score": logits[c]}
-            for c in order]
+    # A model with more classes than names (an imported one) gets numbers for the rest.
+    return [{"class": int(c), "name": names[c] if c < len(names) else f"class {c}",
+             "score": logits[c]} for c in order]
 
 
 def _ints(values):
