@@ -226,29 +226,10 @@ class ConvEngine(wiring.Component):
                                 tile0=tile0, border=border, q0=q0, x0=x0, y0=y0,
                                 rowbase=rowbase, plane=plane)
         s0 = st.s0
-        # The issue arithmetic, precomputed: the tile's position changes only at its last
-        # weight and is next needed at the next tile's last, at least `group` (>= 4) cycles
-        # later, so registers recomputed every cycle (two cycles stale at most) keep the
-        # adders and comparators out of the cycle that decides the next tile.
-        last_j = Signal(T + 1)
-        last_tile, wrap = Signal(), Signal()
-        q0_next, x0_plain, x0_wrapped = Signal(2 * S), Signal(S + 1), Signal(S + 1)
-        y0_next, rowbase_next = Signal(S + 1), Signal(2 * S + 2)
-        plane_next = Signal(A)
-        m.d.sync += [
-            last_j.eq(length - 1),
-            last_tile.eq(q0 + N >= st.q_end),
-            wrap.eq(x0 + st.div_b >= self.in_w),
-            q0_next.eq(q0 + N),
-            x0_plain.eq(x0 + st.div_b), x0_wrapped.eq(x0 + st.div_b - self.in_w),
-            y0_next.eq(y0 + st.div_a + wrap),
-            rowbase_next.eq(rowbase + row_step + Mux(wrap, self.out_w, 0)),
-            plane_next.eq(plane + plane_out),
-        ]
         m.d.comb += [
             st.list_r.addr.eq(Cat(j[:T], rb)), st.list_r.en.eq(1),
             st.bias_r.addr.eq(chan), st.bias_r.en.eq(1),
-            s0.first.eq(j == 0), s0.last.eq(j == last_j), s0.real.eq(j < n_real),
+            s0.first.eq(j == 0), s0.last.eq(j == length - 1), s0.real.eq(j < n_real),
         ]
 
         def length_of(count):
@@ -343,17 +324,24 @@ class ConvEngine(wiring.Component):
                 m.d.sync += j.eq(j + 1)
                 with m.If(s0.last):
                     m.d.sync += [j.eq(0), tile0.eq(0)]
+                    last_tile = q0 + N >= st.q_end
                     with m.If(border | last_tile & ~self.mode_border):
                         m.d.comb += st.release.eq(1 << rb)
-                        m.d.sync += [rb.eq(~rb), chan.eq(chan + 1), plane.eq(plane_next)]
+                        m.d.sync += [rb.eq(~rb), chan.eq(chan + 1),
+                                     plane.eq(plane + plane_out)]
                         m.next = "CHANNEL"
                     with m.Elif(last_tile):
                         # conv10's border: one bubble tile whose accumulators are the bias.
                         m.d.sync += [border.eq(1), n_real.eq(0),
                                      length.eq(length_of(self.out_h + 1))]
                     with m.Else():
-                        m.d.sync += [q0.eq(q0_next), x0.eq(Mux(wrap, x0_wrapped, x0_plain)),
-                                     y0.eq(y0_next), rowbase.eq(rowbase_next)]
+                        wrap = x0 + st.div_b >= self.in_w
+                        m.d.sync += [
+                            q0.eq(q0 + N),
+                            x0.eq(Mux(wrap, x0 + st.div_b - self.in_w, x0 + st.div_b)),
+                            y0.eq(y0 + st.div_a + wrap),
+                            rowbase.eq(rowbase + row_step + Mux(wrap, self.out_w, 0)),
+                        ]
             with m.State("DRAIN"):
                 with m.If(~st.busy):
                     m.d.comb += self.done.eq(1)
