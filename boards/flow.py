@@ -192,15 +192,23 @@ def _tail(path, lines=25):
         return "(no log)"
 
 
+#: Printed when routing starts (router1 and router2 alike): timing figures after it are
+#: nextpnr's result, the one before it is the placer's estimate.
+_ROUTING = "Info: Routing globals"
 _FMAX = re.compile(r"Max frequency for clock\s+'([^']+)':\s+([\d.]+) MHz \((PASS|FAIL) at "
                    r"([\d.]+) MHz\)")
 
 
 def parse_nextpnr(report_path, log_path):
     """(fmax MHz, timing met, {resource: (used, available)}) of the core clock: the last
-    timing figure nextpnr printed (after routing), its utilisation report."""
+    timing figure nextpnr printed after routing, its utilisation report.
+
+    A log with no timing figure after routing started (nextpnr stopped or killed on the way)
+    gives fmax None: the estimate it prints after placement is not a result.
+    """
     text = Path(log_path).read_text(errors="replace")
-    clocks = _FMAX.findall(text)
+    routing = text.find(_ROUTING)
+    clocks = _FMAX.findall(text[routing:]) if routing >= 0 else []
     core = [c for c in clocks if "clk25" not in c[0]] or clocks
     fmax, met = (float(core[-1][1]), core[-1][2] == "PASS") if core else (None, False)
     used = {}
@@ -256,6 +264,8 @@ def build(board_name, lanes, clock_mhz, directory, progress=None, router="router
     rc, stages["place_and_route"] = _run(command, directory, "nextpnr.log",
                                          Stage.PLACE_ROUTE, progress, f"{clock_mhz:g} MHz")
     fmax, met, used = parse_nextpnr(directory / "report.json", directory / "top.tim")
+    if rc < 0:
+        raise BuildError(f"nextpnr-ecp5 was stopped by signal {-rc} before it finished")
     if rc and fmax is None:
         raise BuildError(f"nextpnr-ecp5 failed (exit {rc}):\n{_tail(directory / 'top.tim')}")
     bitstream = None

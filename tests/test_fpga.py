@@ -110,3 +110,31 @@ def test_build_of_a_small_configuration_meets_timing(capsys, tmp_path):
     assert json.loads((output / "build.json").read_text())["fmax_mhz"] == result["fmax_mhz"]
     # The report is kept for `bench` and `report --board`.
     assert tasks.build_report("ulx3s-85f", CI_LANES)["bitstream"] == bitstream
+
+
+PLACED = """Info: Max frequency for clock '$glbnet$clk': 71.73 MHz (FAIL at 75.00 MHz)
+Info: Checksum: 0xdba673bf
+Info: Routing globals...
+Info:     routing clock net $glbnet$clk using global 0
+Info: Routing..
+Info: Routing 50766 arcs.
+Info:       1000 |      188        811 |  188   811 |     50032|       3.32       3.32|
+"""
+ROUTED = """Info: Routing complete.
+Info: Critical path report for clock '$glbnet$clk' (posedge -> posedge):
+Info: Max frequency for clock 'clk25_0__io': 200.00 MHz (PASS at 25.00 MHz)
+Info: Max frequency for clock '$glbnet$clk': 80.85 MHz (PASS at 75.00 MHz)
+Info: Program finished normally.
+"""
+
+
+@pytest.mark.parametrize("log,fmax,met", [
+    (PLACED + ROUTED, 80.85, True),
+    (PLACED + ROUTED.replace("80.85 MHz (PASS", "70.10 MHz (FAIL"), 70.10, False),
+    (PLACED, None, False),                    # stopped while routing: no result
+])
+def test_only_a_routed_timing_figure_counts(tmp_path, log, fmax, met):
+    """The placer's estimate (printed before routing) is never reported as the fmax: a
+    nextpnr stopped during routing has none, and `build` then fails with its log."""
+    (tmp_path / "top.tim").write_text(log)
+    assert flow.parse_nextpnr(tmp_path / "report.json", tmp_path / "top.tim")[:2] == (fmax, met)
