@@ -139,7 +139,7 @@ class ConvEngine(wiring.Component):
         self._writer(m, st)
         m.d.comb += st.busy.eq(Cat(st.s1.valid, st.s1b.valid, st.s2.valid, st.s3.valid, st.in_flight != 0,
                                    st.x_valid, st.p_valid, st.rq_left != 0, st.collected,
-                                   st.w_active).any())
+                                   st.w_active, st.w_pending).any())
         return m
 
     # -- buffers and the weight decoder --------------------------------------------------------
@@ -546,8 +546,15 @@ class ConvEngine(wiring.Component):
         w_y = Signal(S + 2)
         w_rowaddr = Signal(A + 1)
         w_step = Signal(S + 1)
-        w = self.act_write
-        m.d.comb += w.data.eq(w_data)
+        # The write is computed in one cycle and presented, from registers, in the next: its
+        # mask (a clamp and a thermometer of the tile's position) fans out to every lane of
+        # the activation memory and was the critical path in the cycle it was computed.
+        w = SimpleNamespace(addr=Signal(A), mask=Signal(N), en=Signal())
+        port = self.act_write
+        st.w_pending = Signal()
+        m.d.sync += [port.addr.eq(w.addr), port.mask.eq(w.mask), port.data.eq(w_data),
+                     st.w_pending.eq(w.en)]
+        m.d.comb += port.en.eq(st.w_pending)
         with m.If(w_active):
             m.d.comb += w.en.eq(1)
             with m.If(w_border):
