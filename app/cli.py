@@ -66,10 +66,6 @@ def _model(args, progress):
                       calibration_pictures(args.calibration))
 
 
-def _fitting(config, model):
-    """``config``, with memories large enough for ``model`` in simulation."""
-    return tasks.fitting_config(config, model)
-
 
 class _Parser(argparse.ArgumentParser):
     """Bad arguments give one line, like every other error, and exit 2."""
@@ -174,7 +170,7 @@ def cmd_sim(args):
     _images([args.image])
     progress = _progress(args)
     model = _model(args, progress)
-    config = _fitting(config, model)
+    config = tasks.fitting_config(config, model)
     result = simulate(model, [_image_for(model, args.image)], config, args.check_all,
                       progress)[0]
     if args.report:
@@ -245,7 +241,7 @@ def cmd_report(args):
     _images([args.image])
     progress = _progress(args)
     model = _model(args, progress)
-    result = simulate(model, [_image_for(model, args.image)], _fitting(config, model),
+    result = simulate(model, [_image_for(model, args.image)], tasks.fitting_config(config, model),
                       progress=progress)[0]
     tasks.write_html_report(args.output, [result], model, args.image, args.board)
     _show(args, lambda: {"output": str(args.output), **report.sim_json(result, class_names())},
@@ -262,7 +258,7 @@ def cmd_classify(args):
     if args.device == "sim":
         # A private board: the model must fit before the (long) build starts.
         model = _model(args, progress)
-        config = _fitting(tasks.accelerator_config(args.lanes), model)
+        config = tasks.fitting_config(tasks.accelerator_config(args.lanes), model)
         model.check(config)
     else:
         config = model = None

@@ -68,6 +68,11 @@ class Source:
         return (Path(self.value).stem if self.kind != "network" else
                 f"squeezenet_{self.value}")
 
+    @classmethod
+    def of(cls, source):
+        """``source`` itself, or the Deep Compression ``.net`` file at that path."""
+        return source if isinstance(source, cls) else cls("net", str(source))
+
     def float_model(self):
         """The float model as given (before the pruning of ``density``)."""
         if self.kind == "network":
@@ -154,8 +159,7 @@ def load_model(source=DEFAULT_MODEL, blob_path=None, use_cache=True, progress=No
     """
     if blob_path is not None:
         return Model.read(blob_path)
-    if not isinstance(source, Source):
-        source = Source("net", str(source))
+    source = Source.of(source)
     try:
         path = cache_dir() / f"{_key(source, calibration)}.sqzf" if use_cache else None
     except OSError:                    # unreadable input: let the compiler name the problem

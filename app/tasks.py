@@ -151,8 +151,7 @@ def golden_scores(image_path, source, use_float=False, blob_path=None, use_cache
                   progress=None, calibration=CALIBRATION):
     """Class scores of the golden model for one picture: float32 reference (floats) or the
     bit-exact integer model (ints). ``source`` is a :class:`Source` or a ``.net`` path."""
-    if not isinstance(source, Source):
-        source = Source("net", str(source))
+    source = Source.of(source)
     if use_float:
         model = source.float_model()
         image = load_image(image_path, model.network.input_shape[1])

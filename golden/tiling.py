@@ -131,13 +131,15 @@ def _channel_groups(d, budget):
     return groups
 
 
-def _tile(d, c0, c1, r0, r1):
+def _tile(d, c0, c1, r0, r1, weight_bytes=0):
+    """The tile of channels c0..c1-1, output rows r0..r1-1; a conv's ``weight_bytes`` (its
+    group's section, encoded once per group by the caller) are what it moves of weights."""
     _, _, w = d.in_shape
     _, _, ow = d.out_shape
     if d.op == OP_CONV:
         i0, i1 = _conv_in_rows(d, r0, r1)
         in_bytes = d.in_shape[0] * (i1 - i0) * w
-        weights = _group_weight_bytes(d, c0, c1)
+        weights = weight_bytes
     elif d.op == OP_MAXPOOL:
         i0, i1 = _pool_in_rows(d, r0, r1)
         in_bytes, weights = (c1 - c0) * (i1 - i0) * w, 0
@@ -172,10 +174,13 @@ def _plan_conv(d, budget):
         raise TilingError(f"{d.name}: one output row of a channel group with its input rows "
                           f"exceeds {budget.tile_activation} bytes")
     bands = _bands(oh, rows)
+    sizes = {g: _group_weight_bytes(d, *g) for g in groups}
     # Bands outside: weights read once per band; groups outside: inputs once per group.
     # (With one group, or one band, the two orders are the same tiles.)
-    bands_out = [_tile(d, c0, c1, r0, r1) for r0, r1 in bands for c0, c1 in groups]
-    groups_out = [_tile(d, c0, c1, r0, r1) for c0, c1 in groups for r0, r1 in bands]
+    bands_out = [_tile(d, c0, c1, r0, r1, sizes[c0, c1]) for r0, r1 in bands
+                 for c0, c1 in groups]
+    groups_out = [_tile(d, c0, c1, r0, r1, sizes[c0, c1]) for c0, c1 in groups
+                  for r0, r1 in bands]
     cost = [sum(t.in_bytes + t.weight_bytes for t in o) for o in (bands_out, groups_out)]
     return tuple(bands_out if cost[0] <= cost[1] else groups_out)
 
@@ -220,7 +225,7 @@ def _fusions(program):
     return found
 
 
-def _fused_tile(d, pool, c0, c1, q0, q1, last=True):
+def _fused_tile(d, pool, c0, c1, q0, q1, last=True, weight_bytes=0):
     """Tile of conv ``d`` computing the conv rows that pool rows q0..q1-1 of ``pool`` need
     (a max pool), or conv rows q0..q1-1 summed into partial sums (a global sum).
 
@@ -241,7 +246,7 @@ def _fused_tile(d, pool, c0, c1, q0, q1, last=True):
         on_chip = group * (r1 - r0) * ow + 4 * group
     i0, i1 = _conv_in_rows(d, r0, r1)
     return Tile((c0, c1), (q0, q1), (i0, i1), d.in_shape[0] * (i1 - i0) * w, out_bytes,
-                _group_weight_bytes(d, c0, c1), (r0, r1), on_chip)
+                weight_bytes, (r0, r1), on_chip)
 
 
 def _plan_fused(d, pool, budget):
@@ -258,8 +263,9 @@ def _plan_fused(d, pool, budget):
         raise TilingError(f"{d.name}: one pooled row of a channel group exceeds "
                           f"{budget.tile_activation} bytes")
     bands = _bands(rows_out, rows)
+    sizes = {g: _group_weight_bytes(d, *g) for g in groups}
     # Groups outside: a global sum's partial sums complete group by group.
-    return tuple(_fused_tile(d, pool, c0, c1, q0, q1, last=(q1 == rows_out))
+    return tuple(_fused_tile(d, pool, c0, c1, q0, q1, q1 == rows_out, sizes[c0, c1])
                  for c0, c1 in groups for q0, q1 in bands)
 
 
