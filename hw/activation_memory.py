@@ -57,8 +57,8 @@ class ActivationMemory(wiring.Component):
     ``a // lanes``, so any ``lanes`` consecutive bytes sit in distinct banks.
 
     Both sides are pipelined: a read is answered :attr:`read_latency` cycles after the request
-    (per-bank row registers, the block RAM, its output register, then a rotation in stages of
-    :data:`ROTATE_LEVELS_PER_STAGE` levels); a write reaches the banks
+    (input registers, per-bank row registers, the block RAM, its output register, then a
+    rotation in stages of :data:`ROTATE_LEVELS_PER_STAGE` levels); a write reaches the banks
     :attr:`write_latency` cycles after it was given (the same rotation the other way).
 
     Parameters
@@ -88,7 +88,7 @@ class ActivationMemory(wiring.Component):
         self.lanes, self.size = lanes, size
         self.addr_bits = max(1, (size - 1).bit_length())
         stages = -(-(lanes - 1).bit_length() // ROTATE_LEVELS_PER_STAGE)
-        self.read_latency = 3 + stages          # row registers, block RAM, output register
+        self.read_latency = 4 + stages          # input, rows, block RAM, output register
         self.write_latency = 1 + stages         # input registers, rotation
         super().__init__({
             "read": In(ReadSignature(self.addr_bits, 8 * lanes, tag_bits)),
@@ -120,20 +120,26 @@ class ActivationMemory(wiring.Component):
             m.submodules[f"bank{b}"] = bank = Ram(8, depth)
             banks.append(bank)
 
-        # Read: rows (1), block RAM (1), output register (1), rotation.
-        rows = self._rows(m, self.read.addr, "rd")
-        enable = delay(m, self.read.en, 1, "rd_en")
+        # Read: input registers (1: the address in one copy per FANOUT banks, so no register
+        # drives every bank's row logic), rows (1), block RAM (1), output register (1),
+        # rotation.
+        groups = -(-n // FANOUT)
+        r_addrs = replicate(m, platform, self.read.addr, groups, "rd_addr")
+        rows = []
+        for g, addr in enumerate(r_addrs):
+            rows += self._rows(m, addr, f"rd{g}", range(g * FANOUT, min(n, (g + 1) * FANOUT)))
+        enable = delay(m, self.read.en, 2, "rd_en")
         outputs = []
         for b, bank in enumerate(banks):
             m.d.comb += [bank.read_addr.eq(rows[b]), bank.read_en.eq(enable)]
             q = Signal(8, name=f"rd_q{b}")
             m.d.sync += q.eq(bank.read_data)
             outputs.append(q)
-        offset = delay(m, self.read.addr[:shift], 2, "rd_offset")
+        offset = delay(m, self.read.addr[:shift], 3, "rd_offset")
         # Bank (offset + l) % n holds lane l: rotate right by the offset.
         data, stages = rotate_stages(m, outputs, offset, left=False, name="rd_rot",
                                      platform=platform)
-        assert 3 + stages == self.read_latency
+        assert 4 + stages == self.read_latency
         m.d.comb += self.read.data.eq(Cat(*data))
         answer = delay(m, Cat(self.read.en, self.read.tag), self.read_latency, "rd_answer")
         m.d.comb += [self.read.valid.eq(answer[0]), self.read.rtag.eq(answer[1:])]

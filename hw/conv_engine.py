@@ -226,10 +226,29 @@ class ConvEngine(wiring.Component):
                                 tile0=tile0, border=border, q0=q0, x0=x0, y0=y0,
                                 rowbase=rowbase, plane=plane)
         s0 = st.s0
+        # The issue arithmetic, precomputed: the tile's position changes only at its last
+        # weight and is next needed at the next tile's last, at least `group` (>= 4) cycles
+        # later, so registers recomputed every cycle (two cycles stale at most) keep the
+        # adders and comparators out of the cycle that decides the next tile.
+        last_j = Signal(T + 1)
+        last_tile, wrap = Signal(), Signal()
+        q0_next, x0_plain, x0_wrapped = Signal(2 * S), Signal(S + 1), Signal(S + 1)
+        y0_next, rowbase_next = Signal(S + 1), Signal(2 * S + 2)
+        plane_next = Signal(A)
+        m.d.sync += [
+            last_j.eq(length - 1),
+            last_tile.eq(q0 + N >= st.q_end),
+            wrap.eq(x0 + st.div_b >= self.in_w),
+            q0_next.eq(q0 + N),
+            x0_plain.eq(x0 + st.div_b), x0_wrapped.eq(x0 + st.div_b - self.in_w),
+            y0_next.eq(y0 + st.div_a + wrap),
+            rowbase_next.eq(rowbase + row_step + Mux(wrap, self.out_w, 0)),
+            plane_next.eq(plane + plane_out),
+        ]
         m.d.comb += [
             st.list_r.addr.eq(Cat(j[:T], rb)), st.list_r.en.eq(1),
             st.bias_r.addr.eq(chan), st.bias_r.en.eq(1),
-            s0.first.eq(j == 0), s0.last.eq(j == length - 1), s0.real.eq(j < n_real),
+            s0.first.eq(j == 0), s0.last.eq(j == last_j), s0.real.eq(j < n_real),
         ]
 
         def length_of(count):
@@ -324,24 +343,17 @@ class ConvEngine(wiring.Component):
                 m.d.sync += j.eq(j + 1)
                 with m.If(s0.last):
                     m.d.sync += [j.eq(0), tile0.eq(0)]
-                    last_tile = q0 + N >= st.q_end
                     with m.If(border | last_tile & ~self.mode_border):
                         m.d.comb += st.release.eq(1 << rb)
-                        m.d.sync += [rb.eq(~rb), chan.eq(chan + 1),
-                                     plane.eq(plane + plane_out)]
+                        m.d.sync += [rb.eq(~rb), chan.eq(chan + 1), plane.eq(plane_next)]
                         m.next = "CHANNEL"
                     with m.Elif(last_tile):
                         # conv10's border: one bubble tile whose accumulators are the bias.
                         m.d.sync += [border.eq(1), n_real.eq(0),
                                      length.eq(length_of(self.out_h + 1))]
                     with m.Else():
-                        wrap = x0 + st.div_b >= self.in_w
-                        m.d.sync += [
-                            q0.eq(q0 + N),
-                            x0.eq(Mux(wrap, x0 + st.div_b - self.in_w, x0 + st.div_b)),
-                            y0.eq(y0 + st.div_a + wrap),
-                            rowbase.eq(rowbase + row_step + Mux(wrap, self.out_w, 0)),
-                        ]
+                        m.d.sync += [q0.eq(q0_next), x0.eq(Mux(wrap, x0_wrapped, x0_plain)),
+                                     y0.eq(y0_next), rowbase.eq(rowbase_next)]
             with m.State("DRAIN"):
                 with m.If(~st.busy):
                     m.d.comb += self.done.eq(1)
@@ -428,21 +440,25 @@ class ConvEngine(wiring.Component):
                                 self.act_read.valid & early.last & ~early.tile.border),
             groups, "lanes")]
         # Lane columns: from the table for a channel's first tile, then advanced per tile.
+        # The layer's row length, last column and columns per tile, one copy per
+        # WEIGHT_FANOUT lanes (constant through the layer).
         x_cur = [Signal(S, name=f"x_cur{l}") for l in range(N)]
-        last_column = Signal(S)
-        m.d.sync += last_column.eq(self.in_w - 1)
+        row_fields = data.StructLayout({"width": S, "last_column": S, "step": len(st.div_b)})
+        rows = [data.View(row_fields, c) for c in replicate(
+            m, st.platform, Cat(self.in_w, (self.in_w - 1)[:S], st.div_b), groups, "row")]
         xs = []
         for l in range(N):
             c = copies[l // WEIGHT_FANOUT]
+            row = rows[l // WEIGHT_FANOUT]
             x_used = Mux(c.tile0, st.x_init[l], x_cur[l])
             invalid = ((c.edge[0] & (x_used == 0))
-                       | (c.edge[1] & (x_used == last_column))
+                       | (c.edge[1] & (x_used == row.last_column))
                        | (c.edge[2] & (c.top > l))
                        | (c.edge[3] & ~(c.bottom > l)))
             xs.append(Mux(invalid, 0, lane_data[8 * l: 8 * l + 8]))
             with m.If(c.advance):
-                step = x_used + st.div_b
-                m.d.sync += x_cur[l].eq(Mux(step >= self.in_w, step - self.in_w, step))
+                step = x_used + row.step
+                m.d.sync += x_cur[l].eq(Mux(step >= row.width, step - row.width, step))
 
         # X: the lanes' bytes and the weight, registered: the multipliers' input registers.
         # What every lane takes (the weight; below the bias, the load and enables) has one
@@ -494,17 +510,27 @@ class ConvEngine(wiring.Component):
         tile = tile_layout(cfg)
         shadow = [Signal(signed(32), name=f"shadow{l}") for l in range(N)]
         shadow_tile = Signal(tile)
-        for l in range(N):
-            with m.If(st.capture_group[l // WEIGHT_FANOUT]):
-                m.d.sync += shadow[l].eq(st.acc_next[l])
-        with m.If(st.capture):
-            m.d.sync += shadow_tile.eq(st.capture_tile)
         # rq_left counts the lanes each requantiser still has to take from the shadow, then
         # the cycles until its last result is out.
         st.rq_left = Signal(range(G + Requantizer.LATENCY + 2))
         index = Signal(range(G))
         feeding = Signal()
         m.d.comb += feeding.eq(st.rq_left > Requantizer.LATENCY + 1)
+        # The shadow of a group shifts down one lane per cycle while it feeds its
+        # requantiser, which always takes the group's first: neighbour-to-neighbour wires
+        # instead of a 16:1 multiplexer over the group's accumulators.
+        # (``feeding`` of the next cycle, registered: one copy per WEIGHT_FANOUT lanes.)
+        shifts = replicate(m, st.platform,
+                           st.capture | (st.rq_left > Requantizer.LATENCY + 2),
+                           -(-N // WEIGHT_FANOUT), "shift")
+        for l in range(N):
+            with m.If(st.capture_group[l // WEIGHT_FANOUT]):
+                m.d.sync += shadow[l].eq(st.acc_next[l])
+            if (l + 1) % G:
+                with m.Elif(shifts[l // WEIGHT_FANOUT]):
+                    m.d.sync += shadow[l].eq(shadow[l + 1])
+        with m.If(st.capture):
+            m.d.sync += shadow_tile.eq(st.capture_tile)
         with m.If(st.capture):
             m.d.sync += [st.rq_left.eq(G + Requantizer.LATENCY + 1), index.eq(0)]
         with m.Elif(st.rq_left != 0):
@@ -515,8 +541,7 @@ class ConvEngine(wiring.Component):
         for k in range(K):
             rq = Requantizer(tag_bits=1 + tile.size if k == 0 else 1)
             m.submodules[f"requantizer{k}"] = rq
-            members = Array(shadow[k * G: (k + 1) * G])
-            m.d.comb += [rq.valid.eq(feeding), rq.acc.eq(members[index]),
+            m.d.comb += [rq.valid.eq(feeding), rq.acc.eq(shadow[k * G]),
                          rq.multiplier.eq(self.multiplier), rq.shift.eq(self.shift),
                          rq.tag.eq(Cat(index == G - 1, shadow_tile) if k == 0
                                    else index == G - 1)]

@@ -186,9 +186,13 @@ class PoolUnit(wiring.Component):
         c = self.config
         N = c.lanes
         seg = N // 2 - 1
-        answer = data.View(self.tag, self.act_read.rtag)
-        valid = self.act_read.valid
-        lanes = [self.act_read.data[8 * l: 8 * l + 8] for l in range(N)]
+        # The memory's answer, registered: its rotation's last stage drives no fold logic.
+        answer = Signal(self.tag, name="answer")
+        valid = Signal(name="answer_valid")
+        lane_data = Signal(8 * N, name="answer_data")
+        m.d.sync += [answer.eq(self.act_read.rtag), valid.eq(self.act_read.valid),
+                     lane_data.eq(self.act_read.data)]
+        lanes = [lane_data[8 * l: 8 * l + 8] for l in range(N)]
         cols = _lanes_below(answer.cols, N)
 
         # Max pooling: vertical max per lane, then (a cycle later) the horizontal max.
@@ -244,5 +248,6 @@ class PoolUnit(wiring.Component):
             m.d.comb += [w.en.eq(1), w.addr.eq(sum_addr), w.data.eq(total),
                          w.mask.eq(Const(0b1111, N))]
         pending = Signal()
-        m.d.comb += pending.eq(pool_ready | pool_write | flags[0] | flags2[0] | sum_write)
+        m.d.comb += pending.eq(valid | pool_ready | pool_write | flags[0] | flags2[0]
+                               | sum_write)
         return pending
