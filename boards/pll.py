@@ -4,7 +4,7 @@ from dataclasses import dataclass
 
 from squeezefpga.errors import SqueezeFPGAError
 
-__all__ = ["PllSettings", "pll_settings", "PllError"]
+__all__ = ["PllSettings", "pll_settings", "PllError", "phase_steps"]
 
 #: EHXPLLL limits (ECP5 data sheet): phase-detector input and VCO frequency, in MHz.
 PFD_RANGE = (3.125, 400.0)
@@ -62,3 +62,11 @@ def pll_settings(f_in_mhz, f_out_mhz, tolerance=1e-6):
         raise PllError(f"the ECP5 PLL cannot make {f_out_mhz:g} MHz from the {f_in_mhz:g} MHz "
                        f"oscillator{near}")
     return best[1]
+
+
+def phase_steps(settings, degrees):
+    """(CPHASE, FPHASE) of a second output with CLKOP's divider that lags CLKOP by about
+    ``degrees`` (its phase counted from CLKOP's :attr:`~PllSettings.clkop_cphase`): coarse
+    steps of one VCO period, fine steps of an eighth of one."""
+    eighths = round(degrees / 360 * settings.clkop_div * 8)
+    return settings.clkop_cphase + eighths // 8, eighths % 8

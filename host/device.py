@@ -24,9 +24,11 @@ from squeezefpga import protocol as cmd
 from squeezefpga.blob_format import OP_GLOBAL_SUM
 from squeezefpga.config import AcceleratorConfig, ModelFitError
 from squeezefpga.errors import SqueezeFPGAError
-from squeezefpga.golden.blob import Model, weight_sections
+from squeezefpga.golden.blob import Model, blob_crc, weight_sections
 from squeezefpga.golden.integer_model import input_bytes
+from squeezefpga.golden.tiled_program import Compute, encode_tiled, tiled_for
 from squeezefpga.progress import Stage, emit
+from squeezefpga.sdram import PATTERN_PHASES, WORDS, PatternResult, pattern_items
 from squeezefpga.protocol import (DATA_CHUNK, LINK_BAD_CRC, LINK_BAD_VERSION, LINK_BUSY,
                                   LINK_OK, LINK_REPLY_OVERFLOW, LINK_STATUS_NAMES, LINK_TOO_LONG,
                                   LINK_VERSION, MAX_PAYLOAD)
@@ -51,6 +53,7 @@ class DeviceInfo:
     max_layers: int
     max_taps: int
     max_channels: int
+    sdram_bytes: int
     build_id: int
     model_loaded: int
     model_crc: int
@@ -80,11 +83,15 @@ class RunStatus:
 @dataclass(frozen=True)
 class Counters:
     """Performance counters of the last run: total cycles, lane-cycles spent on grid
-    positions, weights issued to the MAC stage, and cycles of every program step."""
+    positions, weights issued to the MAC stage, and for every program step (a tiled
+    program's operation) its cycles, the cycles it waited for transfers and the SDRAM bytes
+    its transfer moved."""
     cycles: int
     busy_lane_cycles: int
     mac_issues: int
     layer_cycles: tuple
+    layer_stalls: tuple = ()
+    layer_bytes: tuple = ()
 
 
 @dataclass
@@ -97,7 +104,10 @@ class InferenceResult:
     cycles : total cycles of the run (sum over steps when stepped one by one).
     layer_cycles : list of (step name, cycles).
     busy_lane_cycles, mac_issues : counters of the run (summed likewise).
-    tensors : every step's output tensor, read back after that step (``check_all`` only).
+    tensors : every step's output tensor, read back after that step (``check_all`` only); of
+        a tiled program, every computation's, as ``"index:name"``.
+    layer_stalls, layer_bytes : list of (step name, cycles computations waited for transfers)
+        and (step name, SDRAM bytes moved): a tiled program's.
     """
     logits: np.ndarray
     cycles: int
@@ -105,6 +115,18 @@ class InferenceResult:
     busy_lane_cycles: int
     mac_issues: int
     tensors: dict = field(default_factory=dict)
+    layer_stalls: list = field(default_factory=list)
+    layer_bytes: list = field(default_factory=list)
+
+    @property
+    def sdram_stall_cycles(self):
+        """Cycles computations waited for SDRAM transfers (a tiled program's)."""
+        return sum(c for _, c in self.layer_stalls)
+
+    @property
+    def sdram_bytes(self):
+        """Bytes the transfers moved between SDRAM and the buffers."""
+        return sum(b for _, b in self.layer_bytes)
 
 
 class DeviceError(SqueezeFPGAError):
@@ -202,6 +224,8 @@ class Device:
     ----------
     model : Model or None
         The model given to the last :meth:`load_model`.
+    tiled : TiledProgram or None
+        Its tiled program, on a device with SDRAM (which runs every model tiled).
     chunk : int
         Data bytes per WRITE_*/READ_* command (at most :data:`~squeezefpga.host.link.DATA_CHUNK`).
     resent : int
@@ -222,6 +246,7 @@ class Device:
         self.poll_interval = 0.2
         self.chunk = DATA_CHUNK
         self.model = None
+        self.tiled = None
         self.resent = 0
         self.stale = 0
         self._parser = ReplyParser()
@@ -463,6 +488,62 @@ class Device:
         """Read ``length`` bytes of the activation memory from byte address ``addr``."""
         return self._read_memory(cmd.read_act, "READ_ACT", addr, length)
 
+    def _sdram(self, addr, length):
+        """Refuse an SDRAM access the device cannot make, before any byte is sent."""
+        size = (self._info or self.info()).sdram_bytes
+        if not size:
+            raise DeviceError(f"{self.url} has no SDRAM")
+        if addr < 0 or addr + length > size:
+            raise DeviceError(f"SDRAM bytes 0x{addr:x}..0x{addr + length:x} are outside the "
+                              f"{size:,} bytes of {self.url}")
+
+    def write_sdram(self, addr, data):
+        """Write ``data`` into the board's SDRAM at byte address ``addr``."""
+        self._sdram(addr, len(data))
+        self._write(cmd.write_sdram, "WRITE_SDRAM", addr, data)
+
+    def read_sdram(self, addr, length):
+        """Read ``length`` bytes of the board's SDRAM from byte address ``addr``."""
+        self._sdram(addr, length)
+        return self._read_memory(cmd.read_sdram, "READ_SDRAM", addr, length)
+
+    def sdram_result(self):
+        """The SDRAM pattern test's state (SDRAM_RESULT): (running, progress of the phase,
+        :class:`~squeezefpga.sdram.PatternResult`, refreshes since reset)."""
+        flags, phase, progress, address, expected, read, words, refreshes = \
+            cmd.SDRAM_RESULT.unpack(self._command(cmd.sdram_result(), "SDRAM_RESULT",
+                                                  cmd.SDRAM_RESULT.size))
+        result = PatternResult(bool(flags & cmd.SDRAM_FLAG_PASSED), phase, address, expected,
+                               read, words)
+        return bool(flags & cmd.SDRAM_FLAG_RUNNING), progress, result, refreshes
+
+    def sdram_test(self, words=WORDS, timeout=RUN_TIMEOUT, progress=None):
+        """Run the SDRAM pattern test of ``squeezefpga.sdram.reference_pattern_test`` over the
+        first ``words`` 16-bit words (default: all 32 MB) in the device's gateware, polling
+        its progress; returns the :class:`~squeezefpga.sdram.PatternResult`.
+
+        Raises
+        ------
+        DeviceTimeout
+            If the test has not ended within ``timeout`` seconds.
+        """
+        if not 1 <= words <= WORDS:
+            raise ValueError(f"words must be 1..{WORDS}, not {words}")
+        self._sdram(0, 2 * words)
+        self._command(cmd.sdram_test(words), "SDRAM_TEST")
+        deadline = time.monotonic() + timeout
+        while True:
+            running, done, result, _ = self.sdram_result()
+            total = len(pattern_items(result.phase, 1)) if result.phase < 2 else words
+            emit(progress, Stage.SDRAM, PATTERN_PHASES[result.phase], min(done, total), total,
+                 "words")
+            if not running:
+                return result
+            if time.monotonic() > deadline:
+                raise DeviceTimeout(f"SDRAM_TEST: {self.url} still testing after {timeout:g} s "
+                                    f"({PATTERN_PHASES[result.phase]} phase, {done:,} words)")
+            time.sleep(min(0.2, self.timeout / 10))
+
     def status(self):
         """The device's :class:`RunStatus` (STATUS)."""
         flags, step, last, cycles = cmd.STATUS_REPLY.unpack(
@@ -471,15 +552,22 @@ class Device:
                          bool(flags & cmd.STATUS_FLAG_ERROR), bool(flags & cmd.STATUS_FLAG_MODEL),
                          step, last, cycles)
 
-    def read_counters(self):
-        """The performance counters of the last run (COUNTERS) as :class:`Counters`."""
-        layers = (self._info or self.info()).max_layers
-        raw = self._command(cmd.counters(), "COUNTERS", cmd.counters_reply_bytes(layers))
-        total, lanes, issues = cmd.COUNTER_HEADER.unpack_from(raw)
-        steps = raw[cmd.COUNTER_HEADER.size:]
-        return Counters(total, lanes, issues,
-                        tuple(int.from_bytes(steps[i: i + 4], "little")
-                              for i in range(0, len(steps), 4)))
+    def read_counters(self, steps=None):
+        """The performance counters of the last run (COUNTERS, page by page) as
+        :class:`Counters`, for the first ``steps`` steps (default: every counter)."""
+        steps = (self._info or self.info()).max_layers if steps is None else steps
+        entries = []
+        header = None
+        for first in range(0, max(steps, 1), cmd.COUNTER_PAGE):
+            count = min(cmd.COUNTER_PAGE, steps - first)
+            raw = self._command(cmd.counters(first, count), "COUNTERS",
+                                cmd.counters_reply_bytes(count))
+            header = header or cmd.COUNTER_HEADER.unpack_from(raw)
+            entries += cmd.COUNTER_ENTRY.iter_unpack(raw[cmd.COUNTER_HEADER.size:])
+        total, lanes, issues = header
+        cycles, stalls, moved = (tuple(column) for column in zip(*entries)) if entries else \
+            ((), (), ())
+        return Counters(total, lanes, issues, cycles, stalls, moved)
 
     def start_run(self, first, last):
         """RUN program steps ``first`` .. ``last - 1`` without waiting for the end.
@@ -585,6 +673,9 @@ class Device:
         if not isinstance(model, Model):
             model = Model.decode(model)
         info = self.info()
+        if info.sdram_bytes:
+            return self._load_tiled(model, info, progress, force)
+        self.tiled = None
         try:
             model.check(info.config)
         except ModelFitError as exc:
@@ -601,6 +692,50 @@ class Device:
                               f"WRITE_WEIGHTS at 0x{where:x} ({name})")
                 done += n
                 emit(progress, Stage.LOAD, name, done, len(blob), "bytes")
+        self._set_model(crc)
+        return True
+
+    def _load_tiled(self, model, info, progress, force):
+        """A device with SDRAM runs the model's tiled program (golden/tiled_program.py): its
+        weight sections go into the SDRAM, the program into the weight buffer, whose CRC-32
+        SET_MODEL checks and INFO reports afterwards."""
+        try:
+            tiled = tiled_for(model.program, info.config, info.sdram_bytes)
+        except ModelFitError as exc:
+            raise ModelFitError(f"{self.url}: {exc}") from None
+        program = encode_tiled(tiled)
+        crc = blob_crc(program)
+        self.model, self.tiled = model, tiled
+        if info.model_loaded and info.model_crc == crc and not force:
+            return False
+        self._finish_others_run(RUN_TIMEOUT, "load_model", progress)
+        image = tiled.sdram_image()
+        total, done = 2 * len(image) + len(program), 0
+        for where, at, n in self._chunks(0, len(image)):
+            self._command(cmd.write_sdram(where, image[at: at + n]),
+                          f"WRITE_SDRAM at 0x{where:x} (weights)")
+            done += n
+            emit(progress, Stage.LOAD, "weights into SDRAM", done, total, "bytes")
+        # Read back: weights a faulty SDRAM changed would make the engines compute garbage
+        # (or never end); the program part has SET_MODEL's CRC, the SDRAM part this.
+        for where, at, n in self._chunks(0, len(image)):
+            back = self._command(cmd.read_sdram(where, n), f"READ_SDRAM at 0x{where:x}", n)
+            if back != image[at: at + n]:
+                bad = next(i for i in range(n) if back[i] != image[at + i])
+                raise DeviceError(f"{self.url}: the SDRAM does not hold the weights written: "
+                                  f"byte 0x{where + bad:x} reads {back[bad]:#04x}, not "
+                                  f"{image[at + bad]:#04x} (run `squeezefpga selftest`)")
+            done += n
+            emit(progress, Stage.LOAD, "weights checked", done, total, "bytes")
+        for where, at, n in self._chunks(0, len(program)):
+            self._command(cmd.write_weights(where, program[at: at + n]),
+                          f"WRITE_WEIGHTS at 0x{where:x} (program)")
+            done += n
+            emit(progress, Stage.LOAD, "program", done, total, "bytes")
+        self._set_model(crc)
+        return True
+
+    def _set_model(self, crc):
         try:
             self._command(cmd.set_model(crc), "SET_MODEL")
         except DeviceStatusError as exc:
@@ -609,7 +744,12 @@ class Device:
             raise DeviceError(f"{self.url}: the device found the blob it received corrupt "
                               f"(its CRC-32 is not {crc:08x}); nothing will run until a model "
                               "is loaded again") from None
-        return True
+
+    def verify_model(self, crc):
+        """Have the device check the blob in its weight buffer against ``crc`` again
+        (SET_MODEL); :class:`DeviceStatusError` (status ``STATUS_BAD_MODEL``) if it does not
+        match, and then no model is loaded."""
+        self._command(cmd.set_model(crc), "SET_MODEL")
 
     def read_tensor(self, d):
         """Read descriptor ``d``'s output tensor from activation memory."""
@@ -618,7 +758,52 @@ class Device:
             return np.frombuffer(raw, "<i4").astype(np.int32)
         return np.frombuffer(raw, np.uint8).reshape(d.out_shape)
 
+    def _infer_tiled(self, image, check_all, timeout, progress):
+        """The tiled program: the input into SDRAM, the operations (one by one with
+        ``check_all``, every computation's output read back from the activation buffer), the
+        class sums from SDRAM; the counters summed per layer."""
+        tiled, program = self.tiled, self.model.program
+        self.write_sdram(tiled.input_sdram, input_bytes(program, image))
+        ops, tensors = tiled.ops, {}
+        if check_all:
+            totals, entries = np.zeros(3, np.int64), []
+            for i, op in enumerate(ops):
+                emit(progress, Stage.RUN, program.descriptors[op.layer].name, i, len(ops),
+                     "operations")
+                self.run(i, i + 1, timeout)
+                counters = self.read_counters(i + 1)
+                totals += (counters.cycles, counters.busy_lane_cycles, counters.mac_issues)
+                entries.append((counters.layer_cycles[i], counters.layer_stalls[i],
+                                counters.layer_bytes[i]))
+                if isinstance(op, Compute):
+                    d = op.step
+                    raw = self.read_act(d.dst, d.out_bytes)
+                    tensors[f"{i}:{d.name}"] = (
+                        np.frombuffer(raw, "<i4").astype(np.int32) if d.op == OP_GLOBAL_SUM
+                        else np.frombuffer(raw, np.uint8).reshape(d.out_shape))
+            cycles, lanes, issues = (int(t) for t in totals)
+        else:
+            self.run(0, len(ops), timeout, progress)
+            counters = self.read_counters(len(ops))
+            cycles, lanes, issues = (counters.cycles, counters.busy_lane_cycles,
+                                     counters.mac_issues)
+            entries = list(zip(counters.layer_cycles, counters.layer_stalls,
+                               counters.layer_bytes))[:len(ops)]
+        emit(progress, Stage.RUN, f"{cycles:,} cycles", len(ops), len(ops), "operations")
+        per_layer = np.zeros((len(program.descriptors), 3), np.int64)
+        for op, entry in zip(ops, entries):
+            per_layer[op.layer] += entry
+        raw = self.read_sdram(tiled.output_sdram, 4 * program.classes)
+        names = [d.name for d in program.descriptors]
+        return InferenceResult(np.frombuffer(raw, "<i4").astype(np.int32), cycles,
+                               [(n, int(c)) for n, c in zip(names, per_layer[:, 0])],
+                               lanes, issues, tensors,
+                               [(n, int(c)) for n, c in zip(names, per_layer[:, 1])],
+                               [(n, int(c)) for n, c in zip(names, per_layer[:, 2])])
+
     def _infer_once(self, image, check_all, timeout, progress):
+        if self.tiled is not None:
+            return self._infer_tiled(image, check_all, timeout, progress)
         program = self.model.program
         self.write_act(program.input_addr, input_bytes(program, image))
         steps = program.descriptors
@@ -629,7 +814,7 @@ class Device:
             for i, d in enumerate(steps):
                 emit(progress, Stage.RUN, d.name, i, len(steps), "steps")
                 self.run(i, i + 1, timeout)
-                counters = self.read_counters()
+                counters = self.read_counters(i + 1)
                 totals += (counters.cycles, counters.busy_lane_cycles, counters.mac_issues)
                 per_step.append(counters.layer_cycles[i])
                 tensors[d.name] = self.read_tensor(d)
@@ -637,7 +822,7 @@ class Device:
             emit(progress, Stage.RUN, "", len(steps), len(steps), "steps")
         else:
             self.run(0, len(steps), timeout, progress)
-            counters = self.read_counters()
+            counters = self.read_counters(len(steps))
             emit(progress, Stage.RUN, f"{counters.cycles:,} cycles", len(steps), len(steps),
                  "steps")
             cycles, lanes, issues = (counters.cycles, counters.busy_lane_cycles,

@@ -7,6 +7,7 @@ from amaranth.lib.wiring import In, Out
 
 from squeezefpga.blob_format import ENC_SPARSE
 from squeezefpga.config import AcceleratorConfig
+from squeezefpga.sdram import IO_REGISTERS, SdramTiming
 
 from .activation_memory import ActivationMemory
 from .conv_engine import ConvEngine
@@ -14,7 +15,10 @@ from .descriptor import DescriptorLayout
 from .host_port import HostPort
 from .pool_unit import PoolUnit
 from .ports import ReadShare, WriteShare
+from .dma import DmaEngine
 from .ram import Buffer
+from .sdram import SdramController, SdramPins, SdramShare
+from .sdram_test import SdramTester
 from .sequencer import Sequencer
 
 __all__ = ["Accelerator", "byte_stream_ports"]
@@ -26,6 +30,11 @@ def byte_stream_ports():
     ``model_loaded``."""
     return {"host_in": In(stream.Signature(8)), "host_out": Out(stream.Signature(8)),
             "busy": Out(1), "run_error": Out(1), "model_loaded": Out(1)}
+
+
+def sdram_ports(config):
+    """The SDRAM pins of a top built with ``config`` (none without SDRAM)."""
+    return {"sdram": Out(SdramPins())} if config.sdram_mhz else {}
 
 
 class Accelerator(wiring.Component):
@@ -52,27 +61,51 @@ class Accelerator(wiring.Component):
         A model verified by SET_MODEL is loaded.
     port_idle : Out(1)
         The host port has no command in progress (it may still be running the program).
+    sdram : Out(SdramPins())
+        The SDRAM chip's pins (only with ``config.sdram_mhz``).
     """
 
     def __init__(self, config=None, build_id=0):
         self.config = config if config is not None else AcceleratorConfig()
         self.build_id = build_id
-        super().__init__({**byte_stream_ports(), "port_idle": Out(1)})
+        super().__init__({**byte_stream_ports(), "port_idle": Out(1),
+                          **sdram_ports(self.config)})
 
     def elaborate(self, platform):
         m = Module()
         cfg = self.config
-        m.submodules.layer_counters = counters = Memory(shape=unsigned(32),
+        # Per step: cycles, cycles waiting for transfers (the sequencer's), SDRAM bytes moved
+        # (the DMA engine's, written when a transfer ends).
+        m.submodules.layer_counters = counters = Memory(shape=unsigned(64),
                                                         depth=cfg.max_layers, init=[])
+        m.submodules.byte_counters = byte_counters = Memory(shape=unsigned(32),
+                                                            depth=cfg.max_layers, init=[])
         c_write, c_read = counters.write_port(), counters.read_port()
+        b_write, b_read = byte_counters.write_port(), byte_counters.read_port()
         m.submodules.port = port = HostPort(cfg, self.build_id)
-        m.submodules.sequencer = seq = Sequencer(cfg)
+        has_dma = bool(cfg.sdram_mhz)
+        m.submodules.sequencer = seq = Sequencer(cfg, has_dma)
         m.submodules.conv = conv = ConvEngine(cfg)
         m.submodules.pool = pool = PoolUnit(cfg)
 
         wiring.connect(m, wiring.flipped(self.host_in), port.host_in)
         wiring.connect(m, port.host_out, wiring.flipped(self.host_out))
-        m.d.comb += [self.busy.eq(seq.running | ~port.idle), self.port_idle.eq(port.idle),
+        word_bits = len(port.weights.addr)
+        dma = DmaEngine(cfg.lanes, cfg.act_addr_bits, word_bits) if has_dma else None
+        if dma is not None:
+            m.submodules.dma = dma
+            wiring.connect(m, seq.dma, dma.commands)
+            # The transfers a computation waits for count from the program's first step: a
+            # run that starts there counts from zero (one that starts later, step by step,
+            # continues the count).
+            m.d.comb += [dma.clear.eq(port.run & ~seq.running & (port.first == 0)),
+                         seq.dma_done.eq(dma.done),
+                         seq.dma_idle.eq(dma.idle),
+                         b_write.en.eq(dma.counted), b_write.addr.eq(dma.counted_step),
+                         b_write.data.eq(dma.counted_bytes)]
+        sdram_busy = self._sdram(m, port, dma, seq)
+        m.d.comb += [self.busy.eq(seq.running | ~port.idle | sdram_busy),
+                     self.port_idle.eq(port.idle),
                      self.run_error.eq(seq.error), self.model_loaded.eq(port.model_loaded)]
 
         # Weight buffer: the host writes; host, sequencer and weight decoder read, one at a
@@ -85,7 +118,14 @@ class Accelerator(wiring.Component):
         for reader, shared in zip(readers, weight_reads.readers):
             wiring.connect(m, reader, shared)
         wiring.connect(m, weight_reads.memory, weights.read)
-        wiring.connect(m, port.weights_write, weights.write)
+        if dma is None:
+            wiring.connect(m, port.weights_write, weights.write)
+        else:       # the host while idle, the DMA engine during a run
+            m.submodules.weight_writes = weight_writes = WriteShare(word_bits, 32, 4, 2)
+            wiring.connect(m, port.weights_write, weight_writes.writers[0])
+            wiring.connect(m, dma.weights_write, weight_writes.writers[1])
+            wiring.connect(m, weight_writes.memory, weights.write)
+            m.d.comb += weight_writes.select.eq(seq.running)
         m.d.comb += weight_reads.select.eq(Mux(~seq.running, 0, Mux(seq.fetching, 1, 2)))
 
         # Activation memory: the host while idle, else the unit running the current step.
@@ -95,13 +135,18 @@ class Accelerator(wiring.Component):
         m.submodules.act_writes = act_writes = WriteShare(
             cfg.act_addr_bits, 8 * cfg.lanes, cfg.lanes, len(units))
         m.submodules.activations = act = ActivationMemory(
-            cfg.lanes, cfg.activation_bytes, tag_bits=len(act_reads.memory.tag))
+            cfg.lanes, cfg.activation_bytes, tag_bits=len(act_reads.memory.tag),
+            rows=dma is not None)
         owner = Mux(~seq.running, 0, Mux(seq.use_pool, 2, 1))
         for unit, reader, writer in zip(units, act_reads.readers, act_writes.writers):
             wiring.connect(m, unit.act_read, reader)
             wiring.connect(m, unit.act_write, writer)
         wiring.connect(m, act_reads.memory, act.read)
-        wiring.connect(m, act_writes.memory, act.write)
+        if dma is None:
+            wiring.connect(m, act_writes.memory, act.write)
+        else:
+            self._dma_writes(m, act_writes.memory, dma, act)
+            wiring.connect(m, dma.act_row, act.row)
         m.d.comb += [act_reads.select.eq(owner), act_writes.select.eq(owner),
                      seq.memory_idle.eq(act.write_idle)]
 
@@ -125,8 +170,11 @@ class Accelerator(wiring.Component):
             conv.sparse.eq(layer.encoding == ENC_SPARSE),
             conv.mode_valid.eq((layer.pad == 0) & (layer.kernel != 1)),
             conv.mode_border.eq((layer.kernel == 1) & (layer.pad == 1)),
+            conv.row0.eq(layer.row0[0]),
             pool.start.eq(seq.pool_start), pool.global_sum.eq(seq.pool_global_sum),
             pool.channels.eq(layer.in_c),
+            pool.carry_valid.eq(layer.row0[0] & ~seq.pool_global_sum),
+            pool.carry.eq(layer.weights), pool.carry_stride.eq(layer.count),
         ]
         m.d.comb += [getattr(pool, f).eq(getattr(layer, f))
                      for f in ("src", "dst", "in_h", "in_w", "out_h", "out_w")]
@@ -140,8 +188,54 @@ class Accelerator(wiring.Component):
                          entries.eq(entries + conv.mac_entries)]
         m.d.comb += [
             port.totals.eq(Cat(total, lane_cycles, entries)),
-            c_write.addr.eq(seq.layer_index), c_write.data.eq(seq.layer_cycles),
+            c_write.addr.eq(seq.layer_index),
+            c_write.data.eq(Cat(seq.layer_cycles, seq.layer_stall)),
             c_write.en.eq(seq.layer_we),
-            c_read.addr.eq(port.ctr_addr), c_read.en.eq(1), port.ctr_data.eq(c_read.data),
+            c_read.addr.eq(port.ctr_addr), c_read.en.eq(1),
+            b_read.addr.eq(port.ctr_addr), b_read.en.eq(1),
+            port.ctr_data.eq(Cat(c_read.data, b_read.data)),
         ]
         return m
+
+    @staticmethod
+    def _dma_writes(m, units, dma, act):
+        """The activation memory's write port: the unit's writes (rare: one per tile at
+        most) go first, the DMA engine's in the cycles between."""
+        w = act.write
+        with m.If(units.en):
+            m.d.comb += [w.en.eq(1), w.addr.eq(units.addr), w.data.eq(units.data),
+                         w.mask.eq(units.mask)]
+        with m.Else():
+            m.d.comb += [w.en.eq(dma.act_write.en), w.addr.eq(dma.act_write.addr),
+                         w.data.eq(dma.act_write.data), w.mask.eq(dma.act_write.mask),
+                         act.write_dma.eq(dma.act_write.en)]
+        m.d.comb += dma.act_write_ready.eq(~units.en)
+
+    def _sdram(self, m, port, dma, seq):
+        """The SDRAM controller, shared by the host port (while idle), the DMA engine (during
+        a run) and the pattern tester (while it runs); without SDRAM the host port finds it
+        never ready. Returns what keeps the core busy: the power-up sequence and the test (a
+        simulated board clocks only while the core is busy)."""
+        if not self.config.sdram_mhz:
+            return 0
+        timing = SdramTiming.safe(self.config.sdram_mhz)
+        m.submodules.sdram = sdram = SdramController(timing, IO_REGISTERS)
+        m.submodules.sdram_tester = tester = SdramTester()
+        m.submodules.sdram_share = share = SdramShare(3, sdram.read_latency)
+        wiring.connect(m, sdram.pins, wiring.flipped(self.sdram))
+        wiring.connect(m, port.sdram, share.clients[0])
+        wiring.connect(m, tester.sdram, share.clients[1])
+        wiring.connect(m, dma.sdram, share.clients[2])
+        m.d.comb += [
+            sdram.requests.valid.eq(share.controller.requests.valid),
+            sdram.requests.payload.eq(share.controller.requests.payload),
+            share.controller.requests.ready.eq(sdram.requests.ready),
+            share.controller.responses.valid.eq(sdram.responses.valid),
+            share.controller.responses.payload.eq(sdram.responses.payload),
+            share.select.eq(Mux(tester.busy, 1, Mux(seq.running, 2, 0))),
+            port.sdram_ready.eq(sdram.ready), port.refreshes.eq(sdram.refreshes),
+            tester.start.eq(port.test_start), tester.words.eq(port.test_words),
+            port.test_busy.eq(tester.busy), port.test_result.eq(tester.result),
+            port.test_progress.eq(tester.progress),
+        ]
+        return ~sdram.ready | tester.busy

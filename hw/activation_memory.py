@@ -5,7 +5,7 @@ from amaranth import Cat, Const, Module, Mux, Signal
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
-from .ports import ReadSignature, WriteSignature, delay, replicate
+from .ports import ReadSignature, RowReadSignature, WriteSignature, delay, replicate
 from .ram import Ram
 
 __all__ = ["ActivationMemory", "rotate_stages", "ROTATE_LEVELS_PER_STAGE", "FANOUT"]
@@ -69,6 +69,8 @@ class ActivationMemory(wiring.Component):
         Bytes (a multiple of ``lanes``).
     tag_bits : int
         Width of the readers' tags.
+    rows : bool
+        Also read whole aligned rows on the banks' write port, for the DMA engine.
 
     Members
     -------
@@ -76,25 +78,34 @@ class ActivationMemory(wiring.Component):
         Lane l of ``data`` is the byte at ``addr + l``.
     write : In(WriteSignature)
         Byte lane l of ``data`` goes to ``addr + l`` where ``mask`` bit l is set.
+    write_dma : In(1)
+        The write given now is the DMA engine's: ``write_idle`` does not wait for it.
     write_idle : Out(1)
-        No write is in flight: a read now sees every write given before.
+        No write of the units is in flight: a read now sees every write they gave before.
+    row : In(RowReadSignature)
+        (With ``rows``.) Bank b of row ``row`` is byte ``row * lanes + b``: granted on a cycle
+        no write reaches the banks, answered two cycles later.
     """
 
-    def __init__(self, lanes, size, tag_bits=1):
+    def __init__(self, lanes, size, tag_bits=1, rows=False):
         if lanes & (lanes - 1) or lanes < 2:
             raise ValueError(f"lanes must be a power of two, not {lanes}")
         if size % lanes:
             raise ValueError(f"size {size} is not a multiple of {lanes} lanes")
-        self.lanes, self.size = lanes, size
+        self.lanes, self.size, self.rows = lanes, size, rows
         self.addr_bits = max(1, (size - 1).bit_length())
         stages = -(-(lanes - 1).bit_length() // ROTATE_LEVELS_PER_STAGE)
         self.read_latency = 4 + stages          # input, rows, block RAM, output register
         self.write_latency = 1 + stages         # input registers, rotation
-        super().__init__({
+        members = {
             "read": In(ReadSignature(self.addr_bits, 8 * lanes, tag_bits)),
             "write": In(WriteSignature(self.addr_bits, 8 * lanes, lanes)),
-            "write_idle": Out(1),
-        })
+            "write_dma": In(1), "write_idle": Out(1),
+        }
+        if rows:
+            shift = (lanes - 1).bit_length()
+            members["row"] = In(RowReadSignature(self.addr_bits - shift, 8 * lanes))
+        super().__init__(members)
 
     def _rows(self, m, addr, name, banks=None):
         """Registered row of each bank in ``banks`` (all by default) for a wide access at
@@ -117,7 +128,7 @@ class ActivationMemory(wiring.Component):
         depth = self.size // n
         banks = []
         for b in range(n):
-            m.submodules[f"bank{b}"] = bank = Ram(8, depth)
+            m.submodules[f"bank{b}"] = bank = Ram(8, depth, second_read=self.rows)
             banks.append(bank)
 
         # Read: input registers (1: the address in one copy per FANOUT banks, so no register
@@ -158,11 +169,59 @@ class ActivationMemory(wiring.Component):
         lanes, stages = rotate_stages(m, lanes, w.addr[:shift], left=True, name="wr_rot",
                                       platform=platform)
         rows = [delay(m, row, stages - 1, f"wr_row{b}") for b, row in enumerate(rows)]
-        en = delay(m, w_en, stages, "wr_en_rot")
+        before = delay(m, w_en, stages - 1, "wr_en_rot")
+        en = delay(m, before, 1, "wr_en_rot_last")
+        grants = None
+        if self.rows:
+            grants, row = self._row_requests(m, platform, before, en)
         for b, bank in enumerate(banks):
-            m.d.comb += [bank.write_addr.eq(rows[b]), bank.write_data.eq(lanes[b][:8]),
-                         bank.write_en.eq(en & lanes[b][8])]
-        in_flight = [w.en, w_en] + [delay(m, w_en, i, f"wr_flight{i}")
-                                     for i in range(1, stages + 1)]
+            if grants is None:
+                m.d.comb += bank.write_addr.eq(rows[b])
+            else:
+                g = b // FANOUT
+                m.d.comb += [bank.write_addr.eq(Mux(grants[g], row[g], rows[b])),
+                             bank.read_b_en.eq(grants[g])]
+            m.d.comb += [bank.write_data.eq(lanes[b][:8]), bank.write_en.eq(en & lanes[b][8])]
+        if self.rows:
+            self._row_answers(m, platform, banks, grants)
+        unit = w.en & ~self.write_dma
+        unit_en = delay(m, unit, 1, "wr_unit")
+        in_flight = [unit, unit_en] + [delay(m, unit_en, i, f"wr_flight{i}")
+                                       for i in range(1, stages + 1)]
         m.d.comb += self.write_idle.eq(~Cat(*in_flight).any())
         return m
+
+    def _row_requests(self, m, platform, before, writing):
+        """A row request is taken into a register (``ready`` while it is empty) and granted
+        on a cycle no write reaches the banks. The request, and whether a write reaches the
+        banks, have one copy per FANOUT banks, so no register drives every bank's address.
+
+        Returns (grant of each group of banks, the row for each group)."""
+        r = self.row
+        n = self.lanes
+        groups = -(-n // FANOUT)
+        pending, row = Signal(name="row_pending"), Signal(len(r.row), name="row_asked")
+        grant = Signal()
+        m.d.comb += [r.ready.eq(~pending), grant.eq(pending & ~writing)]
+        take = r.en & ~pending
+        next_pending = Mux(take, 1, Mux(grant, 0, pending))
+        next_row = Mux(take, r.row, row)
+        m.d.sync += [pending.eq(next_pending), row.eq(next_row)]
+        pendings = replicate(m, platform, next_pending, groups, "row_pending")
+        rows = replicate(m, platform, next_row, groups, "row_asked")
+        writes = replicate(m, platform, before, groups, "row_writing")
+        grants = [Signal(name=f"row_grant{g}") for g in range(groups)]
+        m.d.comb += [grants[g].eq(pendings[g] & ~writes[g]) for g in range(groups)]
+        self._grant = grant
+        return grants, rows
+
+    def _row_answers(self, m, platform, banks, grants):
+        """The granted row, registered, then given with ``valid`` two cycles after."""
+        r = self.row
+        groups = len(grants)
+        answered = [delay(m, grant, 1, f"row_read{g}") for g, grant in enumerate(grants)]
+        data = Signal(8 * self.lanes, name="row_data")
+        for b, bank in enumerate(banks):
+            with m.If(answered[b // FANOUT]):
+                m.d.sync += data[8 * b: 8 * b + 8].eq(bank.read_b_data)
+        m.d.comb += [r.data.eq(data), r.valid.eq(delay(m, self._grant, 2, "row_valid"))]

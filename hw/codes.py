@@ -22,6 +22,10 @@ class Opcode(enum.Enum, shape=8):
     STATUS = p.CMD_STATUS
     COUNTERS = p.CMD_COUNTERS
     SET_MODEL = p.CMD_SET_MODEL
+    WRITE_SDRAM = p.CMD_WRITE_SDRAM
+    READ_SDRAM = p.CMD_READ_SDRAM
+    SDRAM_TEST = p.CMD_SDRAM_TEST
+    SDRAM_RESULT = p.CMD_SDRAM_RESULT
 
 
 class Status(enum.Enum, shape=8):
@@ -32,6 +36,7 @@ class Status(enum.Enum, shape=8):
     RUN_ERROR = p.STATUS_RUN_ERROR
     BAD_MODEL = p.STATUS_BAD_MODEL
     NO_MODEL = p.STATUS_NO_MODEL
+    NO_SDRAM = p.STATUS_NO_SDRAM
 
 
 class LinkStatus(enum.Enum, shape=8):

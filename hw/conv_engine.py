@@ -88,8 +88,10 @@ class ConvEngine(wiring.Component):
     start : In(1)
         Pulse; the layer fields must stay stable until ``done``.
     src, dst, in_c, in_h, in_w, out_c, out_h, out_w, kernel, pad, weights_addr, count,
-    multiplier, shift, n_codes, sparse, mode_valid, mode_border : In
-        The descriptor (``mode_*`` from :func:`squeezefpga.config.conv_mode`).
+    multiplier, shift, n_codes, sparse, mode_valid, mode_border, row0 : In
+        The descriptor (``mode_*`` from :func:`squeezefpga.config.conv_mode`; ``row0``, in
+        the "same" mode, the band's first grid row computed: the output is the grid rows
+        ``row0 .. row0 + out_h - 1``, the rows above and below the band's edges padded).
     done : Out(1)
         Pulse once the last output has been given to the write port.
     mem : Out(ReadSignature)
@@ -119,7 +121,7 @@ class ConvEngine(wiring.Component):
             "count": In(32),
             "multiplier": In(MULTIPLIER_BITS), "shift": In(6),
             "n_codes": In(CODE_BITS + 1), "sparse": In(1),
-            "mode_valid": In(1), "mode_border": In(1),
+            "mode_valid": In(1), "mode_border": In(1), "row0": In(1),
             "done": Out(1),
             "mem": Out(ReadSignature(word_bits, 32, len(self._decoder.mem.tag))),
             "act_read": Out(ReadSignature(a, 8 * c.lanes, self.tap.size)),
@@ -137,7 +139,8 @@ class ConvEngine(wiring.Component):
         self._lanes(m, st)
         self._requantize(m, st)
         self._writer(m, st)
-        m.d.comb += st.busy.eq(Cat(st.s1.valid, st.s1b.valid, st.s2.valid, st.s3.valid, st.in_flight != 0,
+        m.d.comb += st.busy.eq(Cat(st.s1.valid, st.s1b.valid, st.s2.valid, st.s2b.valid,
+                                   st.s3.valid, st.in_flight != 0,
                                    st.x_valid, st.p_valid, st.rq_left != 0, st.collected,
                                    st.w_active, st.w_pending).any())
         return m
@@ -199,6 +202,7 @@ class ConvEngine(wiring.Component):
         st.masked = Signal()               # 3x3 pad 1: per-lane edge masks
         st.merged = Signal()               # output grid == input grid: one write per tile
         st.wv, st.hv = Signal(S), Signal(S)       # valid grid columns / rows
+        st.q_start = Signal(S)              # the grid position of the first output
         origin_out = Signal(S + 1)         # (oy * out_w + ox) of the first written pixel
         row_step = Signal(2 * S + 1)       # a * out_w
         st.x_init = [Signal(S, name=f"x_init{l}") for l in range(N)]
@@ -263,7 +267,10 @@ class ConvEngine(wiring.Component):
                         st.masked.eq(~self.mode_valid & ~self.mode_border & (self.pad == 1)),
                         st.merged.eq(~self.mode_valid & ~self.mode_border),
                         st.wv.eq(Mux(self.mode_valid, self.out_w, self.in_w)),
-                        st.hv.eq(Mux(self.mode_valid, self.out_h, self.in_h)),
+                        st.hv.eq(Mux(self.mode_valid, self.out_h,
+                                     Mux(self.mode_border, self.in_h, self.row0 + self.out_h))),
+                        st.q_start.eq(Mux(~self.mode_valid & ~self.mode_border & self.row0,
+                                          self.in_w, 0)),
                         origin_out.eq(Mux(self.mode_border, self.out_w + 1, 0)),
                         st.div_a.eq(0), st.div_b.eq(N),
                         tky.eq(0), tkx.eq(0), t_idx.eq(0), t_cbase.eq(0),
@@ -327,7 +334,9 @@ class ConvEngine(wiring.Component):
                                  lane_x.eq(Mux(lane_x + 1 >= self.in_w, 0, lane_x + 1))]
                     m.d.sync += [st.x_init[l].eq(st.x_init[l + 1]) for l in range(N - 1)]
                 with m.If((t_idx >= st.n_taps) & (lane_i >= N)):
-                    m.d.sync += [rb.eq(0), chan.eq(0), plane.eq(self.dst)]
+                    # A band's outputs start at its grid position q_start: the planes are
+                    # offset so that position q lands at dst + q - q_start.
+                    m.d.sync += [rb.eq(0), chan.eq(0), plane.eq(self.dst - st.q_start)]
                     m.next = "CHANNEL"
             with m.State("CHANNEL"):
                 with m.If(chan == self.out_c):
@@ -335,7 +344,8 @@ class ConvEngine(wiring.Component):
                 with m.Elif(st.full.bit_select(rb, 1)):
                     m.d.sync += [j.eq(0), n_real.eq(st.counts[rb]),
                                  length.eq(length_of(st.counts[rb])),
-                                 q0.eq(0), x0.eq(0), y0.eq(0), rowbase.eq(origin_out),
+                                 q0.eq(st.q_start), x0.eq(0), y0.eq(self.row0 & st.merged),
+                                 rowbase.eq(origin_out),
                                  tile0.eq(1), border.eq(0)]
                     m.next = "REPLAY"
             with m.State("REPLAY"):
@@ -396,24 +406,31 @@ class ConvEngine(wiring.Component):
         m.d.sync += [s2.valid.eq(s1b.valid), s2.tile.eq(s1b.tile), s2.bias.eq(s1b.bias)]
         m.d.sync += [getattr(s2, k).eq(getattr(s1b, k)) for k in fields]
 
-        # S3: the address and the lane masks' row thresholds, registered: the memory's
-        # request comes straight from registers.
-        st.s3 = s3 = SimpleNamespace(valid=Signal(name="s3_valid"), addr=Signal(A),
-                                     tag=Signal(self.tap))
-        offset = st.tap_r.data[:A + 2].as_signed()
+        # S2b: the tap table's and the codebook's answers registered (the block RAM's output
+        # is slow), with the tile's part of the address and the lane masks' row thresholds.
+        st.s2b = s2b = SimpleNamespace(
+            valid=Signal(name="s2b_valid"), tag=Signal(self.tap, name="s2b_tag"),
+            base=Signal(A + 1, name="s2b_base"), offset=Signal(signed(A + 2), name="s2b_offset"))
         q0 = s2.tile.q0
         bottom_start = st.plane_in - self.in_w
         m.d.sync += [
-            s3.valid.eq(s2.valid),
-            s3.addr.eq(self.src + q0 + offset),
-            s3.tag.first.eq(s2.first), s3.tag.last.eq(s2.last), s3.tag.real.eq(s2.real),
-            s3.tag.tile0.eq(s2.tile0), s3.tag.tile.eq(s2.tile),
-            s3.tag.w.eq(Mux(s2.real, st.book_r.data, 0)),
-            s3.tag.bias.eq(s2.bias),
-            s3.tag.edge.eq(st.tap_r.data[A + 2:]),
-            s3.tag.top.eq(_clamp(self.in_w - q0.as_signed(), N)),
-            s3.tag.bottom.eq(_clamp(bottom_start.as_signed() - q0, N)),
+            s2b.valid.eq(s2.valid),
+            s2b.base.eq(self.src + q0),
+            s2b.offset.eq(st.tap_r.data[:A + 2].as_signed()),
+            s2b.tag.first.eq(s2.first), s2b.tag.last.eq(s2.last), s2b.tag.real.eq(s2.real),
+            s2b.tag.tile0.eq(s2.tile0), s2b.tag.tile.eq(s2.tile),
+            s2b.tag.w.eq(Mux(s2.real, st.book_r.data, 0)),
+            s2b.tag.bias.eq(s2.bias),
+            s2b.tag.edge.eq(st.tap_r.data[A + 2:]),
+            s2b.tag.top.eq(_clamp(self.in_w - q0.as_signed(), N)),
+            s2b.tag.bottom.eq(_clamp(bottom_start.as_signed() - q0, N)),
         ]
+
+        # S3: the address, registered: the memory's request comes straight from registers.
+        st.s3 = s3 = SimpleNamespace(valid=Signal(name="s3_valid"), addr=Signal(A),
+                                     tag=Signal(self.tap))
+        m.d.sync += [s3.valid.eq(s2b.valid), s3.addr.eq(s2b.base + s2b.offset),
+                     s3.tag.eq(s2b.tag)]
         m.d.comb += [self.act_read.addr.eq(s3.addr), self.act_read.en.eq(s3.valid),
                      self.act_read.tag.eq(s3.tag)]
         st.in_flight = Signal(range(64))
@@ -480,17 +497,20 @@ class ConvEngine(wiring.Component):
         p_info = Signal(info.shape(), name="p_info")
         m.d.sync += [st.p_valid.eq(st.x_valid), p_info.eq(info)]
         m.d.sync += [prod[l].eq(weights[l // WEIGHT_FANOUT] * x[l]) for l in range(N)]
-        # Per group: load the bias (a tile's first weight), accumulate, capture (its last).
+        # Load the bias (a tile's first weight), accumulate, capture (its last). The bias has
+        # one copy per WEIGHT_FANOUT lanes; the controls, which select or enable all 32 bits
+        # of a lane's accumulator and shadow, one copy per lane (else each drives hundreds).
+        biases = [b.as_signed() for b in replicate(m, st.platform, info.bias, groups, "bias")]
         controls = replicate(m, st.platform, Cat(info.first, st.x_valid & info.last,
-                                                 st.x_valid, info.bias), groups, "control")
-        st.capture_group = [c[1] for c in controls]
+                                                 st.x_valid), N, "control")
+        st.capture_lane = [c[1] for c in controls]
 
         # Accumulate (the bias on a tile's first weight); capture the tile at its last.
         acc = [Signal(signed(32), name=f"acc{l}") for l in range(N)]
         st.acc_next = []
         for l in range(N):
-            c = controls[l // WEIGHT_FANOUT]
-            st.acc_next.append(Mux(c[0], c[3:].as_signed(), acc[l]) + prod[l])
+            c = controls[l]
+            st.acc_next.append(Mux(c[0], biases[l // WEIGHT_FANOUT], acc[l]) + prod[l])
             with m.If(c[2]):
                 m.d.sync += acc[l].eq(st.acc_next[l])
         # The counters' inputs, registered (the counters' adders are 64 bits wide).
@@ -519,15 +539,14 @@ class ConvEngine(wiring.Component):
         # The shadow of a group shifts down one lane per cycle while it feeds its
         # requantiser, which always takes the group's first: neighbour-to-neighbour wires
         # instead of a 16:1 multiplexer over the group's accumulators.
-        # (``feeding`` of the next cycle, registered: one copy per WEIGHT_FANOUT lanes.)
+        # (``feeding`` of the next cycle, registered: one copy per lane.)
         shifts = replicate(m, st.platform,
-                           st.capture | (st.rq_left > Requantizer.LATENCY + 2),
-                           -(-N // WEIGHT_FANOUT), "shift")
+                           st.capture | (st.rq_left > Requantizer.LATENCY + 2), N, "shift")
         for l in range(N):
-            with m.If(st.capture_group[l // WEIGHT_FANOUT]):
+            with m.If(st.capture_lane[l]):
                 m.d.sync += shadow[l].eq(st.acc_next[l])
             if (l + 1) % G:
-                with m.Elif(shifts[l // WEIGHT_FANOUT]):
+                with m.Elif(shifts[l]):
                     m.d.sync += shadow[l].eq(shadow[l + 1])
         with m.If(st.capture):
             m.d.sync += shadow_tile.eq(st.capture_tile)

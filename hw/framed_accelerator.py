@@ -5,7 +5,7 @@ from amaranth.lib import wiring
 
 from squeezefpga.config import AcceleratorConfig
 
-from .accelerator import Accelerator, byte_stream_ports
+from .accelerator import Accelerator, byte_stream_ports, sdram_ports
 from .link_layer import LinkLayer
 
 __all__ = ["FramedAccelerator"]
@@ -26,14 +26,14 @@ class FramedAccelerator(wiring.Component):
         Framed requests and replies (docs/PROTOCOL.md).
     busy : Out(1)
         A frame, a command or a run is in progress.
-    run_error, model_loaded : Out(1)
+    run_error, model_loaded : Out(1); sdram : Out(SdramPins())
         As :class:`Accelerator`'s.
     """
 
     def __init__(self, config=None, build_id=0):
         self.config = config if config is not None else AcceleratorConfig()
         self.build_id = build_id
-        super().__init__(byte_stream_ports())
+        super().__init__({**byte_stream_ports(), **sdram_ports(self.config)})
 
     def elaborate(self, platform):
         m = Module()
@@ -46,4 +46,6 @@ class FramedAccelerator(wiring.Component):
         m.d.comb += [link.port_idle.eq(accel.port_idle), self.busy.eq(accel.busy | ~link.idle),
                      self.run_error.eq(accel.run_error),
                      self.model_loaded.eq(accel.model_loaded)]
+        if self.config.sdram_mhz:
+            wiring.connect(m, accel.sdram, wiring.flipped(self.sdram))
         return m

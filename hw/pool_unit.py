@@ -46,10 +46,15 @@ class PoolUnit(wiring.Component):
     The global sum adds each channel plane ``lanes`` bytes per cycle (an adder tree in two
     registered stages) and writes one little-endian int32 per channel.
 
+    A max pool on a band may take its first window row from elsewhere (``carry_valid``): the
+    last conv row of the band before, channel c's at ``carry + c * carry_stride``; ``in_h``
+    then counts it, and the other ``in_h - 1`` rows of each channel are packed at ``src``.
+
     Members
     -------
     start, global_sum : In(1)
     src, dst, channels, in_h, in_w, out_h, out_w : In
+    carry_valid : In(1); carry : In; carry_stride : In
     done : Out(1)
         Pulse when every output is written (given to the memory's write port).
     act_read : Out(ReadSignature); act_write : Out(WriteSignature)
@@ -63,6 +68,7 @@ class PoolUnit(wiring.Component):
             "start": In(1), "global_sum": In(1),
             "src": In(a), "dst": In(a), "channels": In(16),
             "in_h": In(s), "in_w": In(s), "out_h": In(s), "out_w": In(s),
+            "carry_valid": In(1), "carry": In(a), "carry_stride": In(2 * s),
             "done": Out(1),
             "act_read": Out(ReadSignature(a, 8 * c.lanes, self.tag.size)),
             "act_write": Out(WriteSignature(a, 8 * c.lanes, c.lanes)),
@@ -106,6 +112,7 @@ class PoolUnit(wiring.Component):
         in_plane, out_plane = Signal(A), Signal(A)
         yo, x0, row = Signal(S), Signal(S), Signal(2)
         in_row = Signal(A)                   # address of input row 2*yo in this plane
+        carry_row = Signal(A)                # this channel's carried row
         plane_in = Signal(2 * S)
         chunk = Signal(2 * S + 1)            # bytes of the plane before this chunk
         out_count = self.out_w - x0
@@ -115,10 +122,14 @@ class PoolUnit(wiring.Component):
         with m.FSM():
             with m.State("IDLE"):
                 with m.If(self.start):
-                    m.d.comb += [mul.start.eq(1), mul.a.eq(self.in_h), mul.b.eq(self.in_w)]
-                    m.d.sync += [chan.eq(0), in_plane.eq(self.src), out_plane.eq(self.dst),
-                                 yo.eq(0), x0.eq(0), row.eq(0), in_row.eq(self.src),
-                                 out_row.eq(self.dst), chunk.eq(0)]
+                    # With a carried row, row r >= 1 of a channel is at in_row + r * in_w:
+                    # the packed rows start one row past in_row.
+                    first = self.src - Mux(self.carry_valid, self.in_w, 0)
+                    m.d.comb += [mul.start.eq(1), mul.b.eq(self.in_w),
+                                 mul.a.eq(self.in_h - self.carry_valid)]
+                    m.d.sync += [chan.eq(0), in_plane.eq(first), out_plane.eq(self.dst),
+                                 yo.eq(0), x0.eq(0), row.eq(0), in_row.eq(first),
+                                 out_row.eq(self.dst), chunk.eq(0), carry_row.eq(self.carry)]
                     m.next = "PLANE_IN"
             with m.State("PLANE_IN"):           # the plane sizes, on the multiplier
                 m.d.comb += issuing.eq(1)
@@ -138,9 +149,11 @@ class PoolUnit(wiring.Component):
                 with m.Else():
                     m.next = "POOL"
             with m.State("POOL"):
+                carried = self.carry_valid & (yo == 0) & (row == 0)
                 m.d.comb += [issuing.eq(1), request.en.eq(1),
-                             request.addr.eq(in_row + Mux(row == 0, 0, Mux(
-                                 row == 1, self.in_w, self.in_w << 1)) + (x0 << 1)),
+                             request.addr.eq(Mux(carried, carry_row, in_row + Mux(
+                                 row == 1, self.in_w, Mux(row == 2, self.in_w << 1, 0)))
+                                             + (x0 << 1)),
                              tag.row.eq(row), tag.row_ok.eq((yo << 1) + row < self.in_h),
                              tag.cols.eq(Mux(self.in_w - (x0 << 1) > N, N,
                                              self.in_w - (x0 << 1))),
@@ -160,7 +173,8 @@ class PoolUnit(wiring.Component):
                                      in_row.eq(in_plane + plane_in),
                                      in_plane.eq(in_plane + plane_in),
                                      out_row.eq(out_plane + plane_out),
-                                     out_plane.eq(out_plane + plane_out)]
+                                     out_plane.eq(out_plane + plane_out),
+                                     carry_row.eq(carry_row + self.carry_stride)]
                     with m.Else():
                         m.next = "IDLE"
             with m.State("SUM"):

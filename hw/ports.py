@@ -10,7 +10,8 @@ from amaranth import Cat, ClockSignal, Const, Instance, Module, Signal
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
-__all__ = ["ReadSignature", "WriteSignature", "delay", "replicate", "ReadShare", "WriteShare"]
+__all__ = ["ReadSignature", "WriteSignature", "RowReadSignature", "delay", "replicate",
+           "ReadShare", "WriteShare"]
 
 
 def ReadSignature(addr_bits, data_bits, tag_bits=1):
@@ -35,6 +36,16 @@ def WriteSignature(addr_bits, data_bits, mask_bits=1):
     ``data_bits // mask_bits``-bit lane of ``data`` (byte lanes for the wide memories)."""
     return wiring.Signature({
         "addr": Out(addr_bits), "en": Out(1), "data": Out(data_bits), "mask": Out(mask_bits),
+    })
+
+
+def RowReadSignature(row_bits, data_bits):
+    """An aligned row of the banked activation memory, read on its banks' write port (from
+    the reader's side): ``en`` with ``row`` until ``ready``; ``valid`` with ``data`` later,
+    in order. No rotation: byte b of the row is bank b's."""
+    return wiring.Signature({
+        "row": Out(row_bits), "en": Out(1), "ready": In(1),
+        "data": In(data_bits), "valid": In(1),
     })
 
 

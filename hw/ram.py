@@ -18,7 +18,8 @@ from .ports import ReadSignature, WriteSignature, delay
 __all__ = ["Ram", "Buffer", "RAM_VERILOG", "VerilogTarget"]
 
 RAM_VERILOG = """\
-// Simple dual-port RAM with registered, enabled read and byte-lane writes (squeezefpga hw/ram.py).
+// Dual-port RAM: a read port, and a port that writes (byte lanes) or reads, both registered
+// and enabled (squeezefpga hw/ram.py).
 module sqz_ram #(parameter WIDTH = 8, DEPTH = 1024, ABITS = 10, LANES = 1) (
     input clk,
     input [ABITS-1:0] raddr,
@@ -26,13 +27,18 @@ module sqz_ram #(parameter WIDTH = 8, DEPTH = 1024, ABITS = 10, LANES = 1) (
     output reg [WIDTH-1:0] rdata,
     input [ABITS-1:0] waddr,
     input [LANES-1:0] wen,
-    input [WIDTH-1:0] wdata
+    input [WIDTH-1:0] wdata,
+    input ren_b,
+    output reg [WIDTH-1:0] rdata_b
 );
     localparam GRAN = WIDTH / LANES;
     reg [WIDTH-1:0] mem [0:DEPTH-1];
     always @(posedge clk)
         if (ren)
             rdata <= mem[raddr];
+    always @(posedge clk)
+        if (ren_b)
+            rdata_b <= mem[waddr];
     genvar i;
     generate
         for (i = 0; i < LANES; i = i + 1) begin : lane
@@ -54,15 +60,19 @@ class VerilogTarget:
 class Ram(wiring.Component):
     """``depth`` words of ``width`` bits; one read port (data the cycle after ``read_en``,
     held otherwise; a read of the word being written returns the old value) and one write
-    port with ``width // granularity`` lane enables.
+    port with ``width // granularity`` lane enables, which reads ``write_addr`` instead on a
+    cycle it does not write (``read_b_en``): the two ports of a block RAM.
 
     Members
     -------
     read_addr, read_en : In; read_data : Out(width)
     write_addr, write_data : In; write_en : In(width // granularity)
+    read_b_en : In(1); read_b_data : Out(width)
+        (Built only with ``second_read``; the Verilog module always has them.)
     """
 
-    def __init__(self, width, depth, granularity=None):
+    def __init__(self, width, depth, granularity=None, second_read=False):
+        self.second_read = second_read
         granularity = granularity or width
         if width % granularity:
             raise ValueError(f"width {width} is not a multiple of granularity {granularity}")
@@ -74,6 +84,7 @@ class Ram(wiring.Component):
             "read_addr": In(abits), "read_en": In(1), "read_data": Out(width),
             "write_addr": In(abits), "write_data": In(width),
             "write_en": In(width // granularity),
+            "read_b_en": In(1), "read_b_data": Out(width),
         })
 
     def elaborate(self, platform):
@@ -84,7 +95,8 @@ class Ram(wiring.Component):
                 p_ABITS=len(self.read_addr), p_LANES=len(self.write_en),
                 i_clk=ClockSignal(),
                 i_raddr=self.read_addr, i_ren=self.read_en, o_rdata=self.read_data,
-                i_waddr=self.write_addr, i_wen=self.write_en, i_wdata=self.write_data)
+                i_waddr=self.write_addr, i_wen=self.write_en, i_wdata=self.write_data,
+                i_ren_b=self.read_b_en, o_rdata_b=self.read_b_data)
             return m
         m.submodules.memory = memory = Memory(shape=unsigned(self.width), depth=self.depth,
                                               init=[])
@@ -93,6 +105,10 @@ class Ram(wiring.Component):
         m.d.comb += [read.addr.eq(self.read_addr), read.en.eq(self.read_en),
                      self.read_data.eq(read.data), write.addr.eq(self.write_addr),
                      write.data.eq(self.write_data), write.en.eq(self.write_en)]
+        if self.second_read:
+            read_b = memory.read_port()
+            m.d.comb += [read_b.addr.eq(self.write_addr), read_b.en.eq(self.read_b_en),
+                         self.read_b_data.eq(read_b.data)]
         return m
 
 

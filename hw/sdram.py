@@ -14,13 +14,14 @@ cycle counts of :class:`~squeezefpga.sdram.SdramTiming`; the simulated chip
 
 from amaranth import Module, Signal
 from amaranth.lib import data, stream, wiring
+from amaranth.lib.fifo import SyncFIFOBuffered
 from amaranth.lib.wiring import In, Out
 
 from squeezefpga.sdram import (ADDRESS_BITS, BANK_BITS, COLUMN_BITS, INIT_REFRESHES,
                                ROW_BITS, WORD_BITS, SdramTiming)
 
-__all__ = ["SdramPins", "SdramRequest", "SdramController", "NOP", "ACTIVATE", "READ", "WRITE",
-           "PRECHARGE", "REFRESH", "MODE"]
+__all__ = ["SdramPins", "SdramRequest", "SdramPort", "SdramController", "SdramShare", "NOP",
+           "ACTIVATE", "READ", "WRITE", "PRECHARGE", "REFRESH", "MODE"]
 
 #: Command encodings {RAS#, CAS#, WE#} with CS# low.
 NOP, ACTIVATE, READ, WRITE, PRECHARGE, REFRESH, MODE = 0b111, 0b011, 0b101, 0b100, 0b010, \
@@ -47,6 +48,14 @@ class SdramRequest(data.Struct):
     mask: WORD_BITS // 8
 
 
+def SdramPort():
+    """A client's side of the controller: requests out, the read data back in request order."""
+    return wiring.Signature({
+        "requests": Out(stream.Signature(SdramRequest)),
+        "responses": In(stream.Signature(WORD_BITS, always_ready=True)),
+    })
+
+
 class _Since:
     """A counter of clock edges since a command, saturating at ``limit``."""
 
@@ -70,14 +79,18 @@ class SdramController(wiring.Component):
     ----------
     timing : SdramTiming
         Cycle counts at the controller's clock.
+    io_registers : int
+        Registers the board puts between the pins and the chip, both ways together (its I/O
+        flip-flops: ``squeezefpga.sdram.IO_REGISTERS``); they delay every command alike and
+        add to the read latency.
 
     Members
     -------
     requests : In(stream.Signature(SdramRequest))
         Words to read or write; taken when the READ or WRITE goes out.
     responses : Out(stream.Signature(16, always_ready=True))
-        The data of each read, in order, ``cas_latency + 2`` cycles after the request was
-        taken.
+        The data of each read, in order, :attr:`read_latency` (``cas_latency + 2 +
+        io_registers``) cycles after the request was taken.
     pins : Out(SdramPins())
     ready : Out(1)
         High once the power-up sequence is done.
@@ -85,12 +98,16 @@ class SdramController(wiring.Component):
         AUTO REFRESH commands issued since reset (for the self-test and the counters).
     """
 
-    def __init__(self, timing):
+    def __init__(self, timing, io_registers=0):
         if not isinstance(timing, SdramTiming):
             raise TypeError(f"timing must be an SdramTiming, not {timing!r}")
         if timing.cas_latency not in (2, 3):
             raise ValueError(f"CAS latency {timing.cas_latency} is not 2 or 3")
-        self.timing = timing
+        if io_registers < 0:
+            raise ValueError(f"io_registers must not be negative, not {io_registers}")
+        self.timing, self.io_registers = timing, io_registers
+        #: Cycles from a read request taken to its answer.
+        self.read_latency = timing.cas_latency + 2 + io_registers
         super().__init__({
             "requests": In(stream.Signature(SdramRequest)),
             "responses": Out(stream.Signature(WORD_BITS, always_ready=True)),
@@ -121,7 +138,7 @@ class SdramController(wiring.Component):
     def _read_data(self, m, read_issued):
         """The answer of a READ: its data is on the pins CL edges after the chip saw it, one
         more edge into the input register."""
-        depth = self.timing.cas_latency + 2
+        depth = self.read_latency
         pending = Signal(depth)
         captured = Signal(WORD_BITS)
         m.d.sync += [pending.eq(pending.shift_left(1) | read_issued),
@@ -203,3 +220,68 @@ class SdramController(wiring.Component):
                         m.d.sync += [pins.dq_o.eq(request.data), pins.dq_oe.eq(1),
                                      pins.dqm.eq(~request.mask)]
 
+
+
+class SdramShare(wiring.Component):
+    """The controller shared by several clients, one at a time (``select``), through a small
+    queue: the clients see its registered ``ready`` and the controller its registered
+    requests, so no combinational path runs from a client's state through the controller's
+    row compare and back (that path ran through the host port's whole command decoder). The
+    answer to a read goes to the client that asked for it, even if ``select`` has changed
+    since: the client's index travels with the request, then beside the read through the
+    controller's fixed latency.
+
+    Parameters
+    ----------
+    clients : int
+    latency : int
+        Cycles from a read request taken by the controller to its answer
+        (:attr:`SdramController.read_latency`).
+
+    Members
+    -------
+    clients : list of In(SdramPort())
+    select : In(range(clients))
+    controller : Out(SdramPort())
+    """
+
+    #: Requests the queue holds.
+    DEPTH = 4
+
+    def __init__(self, clients, latency):
+        self._count, self._latency = clients, latency
+        members = {f"client{i}": In(SdramPort()) for i in range(clients)}
+        members["select"] = In(range(max(2, clients)))
+        members["controller"] = Out(SdramPort())
+        super().__init__(members)
+
+    @property
+    def clients(self):
+        return [getattr(self, f"client{i}") for i in range(self._count)]
+
+    def elaborate(self, platform):
+        m = Module()
+        ctl = self.controller
+        entry = data.StructLayout({"request": SdramRequest, "owner": len(self.select)})
+        m.submodules.queue = queue = SyncFIFOBuffered(width=entry.size, depth=self.DEPTH)
+        incoming = Signal(entry)
+        m.d.comb += [queue.w_data.eq(incoming), incoming.owner.eq(self.select)]
+        with m.Switch(self.select):
+            for i, client in enumerate(self.clients):
+                with m.Case(i):
+                    m.d.comb += [queue.w_en.eq(client.requests.valid),
+                                 incoming.request.eq(client.requests.payload),
+                                 client.requests.ready.eq(queue.w_rdy)]
+        head = data.View(entry, queue.r_data)
+        m.d.comb += [ctl.requests.valid.eq(queue.r_rdy), ctl.requests.payload.eq(head.request),
+                     queue.r_en.eq(ctl.requests.ready)]
+        owner = Signal.like(self.select, name="owner_taken")
+        m.d.comb += owner.eq(head.owner)
+        for stage in range(self._latency):
+            later = Signal.like(self.select, name=f"owner_d{stage + 1}")
+            m.d.sync += later.eq(owner)
+            owner = later
+        for i, client in enumerate(self.clients):
+            m.d.comb += [client.responses.payload.eq(ctl.responses.payload),
+                         client.responses.valid.eq(ctl.responses.valid & (owner == i))]
+        return m

@@ -1,31 +1,43 @@
 """Fire sequencer: walks the layer program in the weight buffer and runs it step by step."""
 
 from amaranth import Array, Cat, Module, Signal
-from amaranth.lib import wiring
+from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
-from squeezefpga.blob_format import DESCRIPTOR, HEADER, OP_CONV, OP_GLOBAL_SUM, OP_MAXPOOL
+from squeezefpga.blob_format import (DESCRIPTOR, HEADER, OP_CONV, OP_DMA, OP_GLOBAL_SUM,
+                                     OP_MAXPOOL)
 
-from .descriptor import DescriptorLayout
+from .descriptor import DescriptorLayout, DmaLayout
 from .ports import ReadSignature
 
-__all__ = ["Sequencer", "DESCRIPTOR_WORDS"]
+__all__ = ["Sequencer", "DESCRIPTOR_WORDS", "DmaCommand"]
 
 DESCRIPTOR_WORDS = DESCRIPTOR.size // 4
 FIRST_DESCRIPTOR_WORD = HEADER.size // 4
 
 
+def DmaCommand(index_bits):
+    """What the sequencer hands the DMA engine: a transfer and the step it is."""
+    return data.StructLayout({"transfer": DmaLayout, "step": index_bits})
+
+
 class Sequencer(wiring.Component):
-    """Runs descriptors ``first`` .. ``last - 1`` of the blob held in the weight buffer with no
-    host involvement: fetch the 40-byte descriptor, start the conv engine or the pool unit,
-    wait, record the step's cycles.
+    """Runs descriptors ``first`` .. ``last - 1`` of the program held in the weight buffer
+    with no host involvement: fetch the 40-byte descriptor, start the conv engine or the pool
+    unit and wait, or (a tiled program's transfer) queue it for the DMA engine and go on;
+    record every step's cycles.
+
+    A computation of a tiled program starts only once ``dma_done`` has reached its ``wait``
+    (the transfers it needs have ended); the cycles it waits are its stall count. A run ends
+    when its last step has and the DMA engine is idle.
 
     Members
     -------
     run : In(1)
         Pulse with ``first`` / ``last`` valid.
     running, error : Out(1)
-        ``error`` (sticky until the next run) flags a descriptor the hardware cannot execute.
+        ``error`` (sticky until the next run) flags a descriptor the hardware cannot execute
+        (a transfer on a device without a DMA engine among them).
     mem : Out(ReadSignature); fetching : Out(1)
         Weight buffer read port (the tag is the descriptor word), used while ``fetching``.
     words : Out(DescriptorLayout)
@@ -34,17 +46,20 @@ class Sequencer(wiring.Component):
     use_pool : Out(1)
         The pool unit owns the activation memory (else the conv engine).
     memory_idle : In(1)
-        No write is in flight in the activation memory: a step ends only once its last
-        output has landed, so that the next step reads it.
-    layer_we, layer_index : Out; layer_cycles : Out(32)
-        Per-step cycle counter writes.
+        No write of the units is in flight in the activation memory: a step ends only once
+        its last output has landed, so that the next step reads it.
+    dma : Out(stream.Signature(DmaCommand)); dma_done : In(16); dma_idle : In(1)
+        The DMA engine's queue, the transfers it has ended since the run started, and
+        whether it is idle (``has_dma`` false: there is none).
+    layer_we, layer_index : Out; layer_cycles, layer_stall : Out(32)
+        Per-step counter writes.
     """
 
-    def __init__(self, config):
-        self.config = config
+    def __init__(self, config, has_dma=False):
+        self.config, self.has_dma = config, has_dma
         word_bits = max(1, (config.weight_words - 1).bit_length())
         super().__init__({
-            "run": In(1), "first": In(8), "last": In(8),
+            "run": In(1), "first": In(16), "last": In(16),
             "running": Out(1), "error": Out(1),
             "mem": Out(ReadSignature(word_bits, 32, 4)),
             "fetching": Out(1),
@@ -53,7 +68,10 @@ class Sequencer(wiring.Component):
             "pool_start": Out(1), "pool_done": In(1), "pool_global_sum": Out(1),
             "memory_idle": In(1),
             "use_pool": Out(1),
-            "layer_we": Out(1), "layer_index": Out(8), "layer_cycles": Out(32),
+            "dma": Out(stream.Signature(DmaCommand(16))),
+            "dma_done": In(16), "dma_idle": In(1),
+            "layer_we": Out(1), "layer_index": Out(16), "layer_cycles": Out(32),
+            "layer_stall": Out(32),
         })
 
     def elaborate(self, platform):
@@ -62,14 +80,17 @@ class Sequencer(wiring.Component):
         m.d.comb += self.words.eq(Cat(*words))
         desc = self.words
         op, kernel, stride, pad = desc.op, desc.kernel, desc.stride, desc.pad
-        index, last = Signal(8), Signal(8)
+        index, last = Signal(16), Signal(16)
         k, got = Signal(4), Signal(4)           # descriptor words asked for, words back
-        cycles = Signal(32)
+        cycles, stall = Signal(32), Signal(32)
         # The step ends in NEXT, which counts too.
-        m.d.comb += [self.layer_index.eq(index), self.layer_cycles.eq(cycles + 1)]
+        m.d.comb += [self.layer_index.eq(index), self.layer_cycles.eq(cycles + 1),
+                     self.layer_stall.eq(stall)]
         m.d.sync += cycles.eq(cycles + 1)
+        m.d.comb += [self.dma.payload.transfer.eq(self.words), self.dma.payload.step.eq(index)]
         supported_conv = (stride == 1) & ((pad == 0) | (pad == 1) & ((kernel == 1)
                                                                       | (kernel == 3)))
+        ready = self.dma_done >= desc.wait        # the transfers it waits for have ended
 
         with m.FSM():
             with m.State("IDLE"):
@@ -77,7 +98,7 @@ class Sequencer(wiring.Component):
                     m.d.sync += [index.eq(self.first), last.eq(self.last), self.error.eq(0),
                                  self.running.eq(self.first < self.last)]
                     with m.If(self.first < self.last):
-                        m.d.sync += [k.eq(0), got.eq(0), cycles.eq(0)]
+                        m.d.sync += [k.eq(0), got.eq(0), cycles.eq(0), stall.eq(0)]
                         m.next = "FETCH"
             with m.State("FETCH"):
                 m.d.comb += self.fetching.eq(1)
@@ -95,18 +116,25 @@ class Sequencer(wiring.Component):
             with m.State("DECODE"):       # the units' copy of the descriptor is registered
                 m.next = "DISPATCH"
             with m.State("DISPATCH"):
-                with m.If((op == OP_CONV) & supported_conv):
+                with m.If((op == OP_DMA) & int(self.has_dma)):
+                    m.d.comb += self.dma.valid.eq(1)
+                    with m.If(self.dma.ready):
+                        m.next = "NEXT"
+                with m.Elif((op == OP_DMA) | ~((op == OP_CONV) & supported_conv
+                                               | (op == OP_MAXPOOL) | (op == OP_GLOBAL_SUM))):
+                    m.d.sync += [self.error.eq(1), self.running.eq(0)]
+                    m.next = "IDLE"
+                with m.Elif(~ready):
+                    m.d.sync += stall.eq(stall + 1)
+                with m.Elif(op == OP_CONV):
                     m.d.comb += self.conv_start.eq(1)
                     m.d.sync += self.use_pool.eq(0)
                     m.next = "CONV"
-                with m.Elif((op == OP_MAXPOOL) | (op == OP_GLOBAL_SUM)):
+                with m.Else():
                     m.d.comb += self.pool_start.eq(1)
                     m.d.sync += [self.use_pool.eq(1),
                                  self.pool_global_sum.eq(op == OP_GLOBAL_SUM)]
                     m.next = "POOL"
-                with m.Else():
-                    m.d.sync += [self.error.eq(1), self.running.eq(0)]
-                    m.next = "IDLE"
             with m.State("CONV"):
                 with m.If(self.conv_done):
                     m.next = "SETTLE"
@@ -118,10 +146,14 @@ class Sequencer(wiring.Component):
                     m.next = "NEXT"
             with m.State("NEXT"):
                 m.d.comb += self.layer_we.eq(1)
-                m.d.sync += [index.eq(index + 1), k.eq(0), got.eq(0), cycles.eq(0)]
+                m.d.sync += [index.eq(index + 1), k.eq(0), got.eq(0), cycles.eq(0),
+                             stall.eq(0)]
                 with m.If(index + 1 < last):
                     m.next = "FETCH"
                 with m.Else():
+                    m.next = "DRAIN"
+            with m.State("DRAIN"):        # the run's last transfers end before it does
+                with m.If(self.dma_idle if self.has_dma else 1):
                     m.d.sync += self.running.eq(0)
                     m.next = "IDLE"
         return m

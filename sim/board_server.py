@@ -45,13 +45,17 @@ class BoardServer:
 
     @classmethod
     def start(cls, config=None, port=0, host="127.0.0.1", progress=None, timeout=30.0,
-              idle_timeout=IDLE_TIMEOUT, cycles_per_second=None):
+              idle_timeout=IDLE_TIMEOUT, cycles_per_second=None, faults=None):
         """Build (cached) and start the simulated board of ``config`` (the framed accelerator
-        top) on ``host:port`` (0 picks a free port)."""
+        top; with SDRAM, also the simulated chip) on ``host:port`` (0 picks a free port).
+        ``faults`` plants faults in the simulated SDRAM chip: {"stuck_bit": N,
+        "stuck_value": V} and/or {"dead_line": L}."""
         config = config if config is not None else AcceleratorConfig()
         executable = accelerator_board(config, progress, framed=True)
         emit(progress, Stage.START, f"{config.lanes} lanes")
-        return cls.launch(executable, port, host, timeout, idle_timeout, cycles_per_second)
+        plusargs = [f"+sdram_{name}={value}" for name, value in (faults or {}).items()]
+        return cls.launch(executable, port, host, timeout, idle_timeout, cycles_per_second,
+                          args=plusargs)
 
     @classmethod
     def launch(cls, executable, port=0, host="127.0.0.1", timeout=30.0,

@@ -1,7 +1,7 @@
 // The simulated board: a Verilated `top` whose host byte stream is served on a TCP port.
 //
 //   board --listen PORT [--host ADDR] [--idle-timeout SECONDS] [--cycles-per-second N]
-//         [--stats]
+//         [--stats] [+PLUSARG=VALUE...]
 //
 // Prints "listening on ADDR:PORT" to stderr once bound (PORT 0 picks a free port). One client
 // is served at a time and the design keeps its state between clients:
@@ -474,8 +474,9 @@ int main(int argc, char** argv) {
             rate = number("--cycles-per-second", argv[++i]);
         } else if (arg == "--stats") {
             stats = true;
-        } else if (arg.rfind("+verilator+", 0) == 0) {
-            // handled by VerilatedContext::commandArgs
+        } else if (arg.rfind("+", 0) == 0) {
+            // plusargs: Verilator's own (+verilator+...) and the design's ($value$plusargs,
+            // such as the simulated SDRAM chip's planted faults), by commandArgs
         } else {
             usage(("unknown argument " + arg).c_str());
         }

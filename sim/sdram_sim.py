@@ -9,7 +9,7 @@ from amaranth.back import verilog
 
 from squeezefpga.hw.sdram import SdramController
 
-__all__ = ["CHIP_SOURCE", "chip_top_verilog", "controller_top_verilog"]
+__all__ = ["CHIP_SOURCE", "chip_top_verilog", "controller_top_verilog", "board_verilog"]
 
 CHIP_SOURCE = Path(__file__).with_name("sdram_chip.v")
 
@@ -120,3 +120,74 @@ def chip_top_verilog(timing):
 def controller_top_verilog(timing):
     """``top``: the controller (its request and response streams as ports) and the chip."""
     return _verilog(_ControllerBench(timing))
+
+
+#: The simulated board of an SDRAM configuration: the framed accelerator (module
+#: ``sqz_core``), the board's I/O flip-flops on every SDRAM pin (one cycle out, one in:
+#: ``squeezefpga.sdram.IO_REGISTERS``) and the simulated chip. Faults are planted with
+#: plusargs on the board's command line: ``+sdram_stuck_bit=N +sdram_stuck_value=V``,
+#: ``+sdram_dead_line=L``.
+_BOARD_TOP = """\
+module top(clk, rst, host_in__payload, host_in__valid, host_in__ready, host_out__payload,
+           host_out__valid, host_out__ready, busy, run_error, model_loaded);
+    input clk;
+    input rst;
+    input [7:0] host_in__payload;
+    input host_in__valid;
+    output host_in__ready;
+    output [7:0] host_out__payload;
+    output host_out__valid;
+    input host_out__ready;
+    output busy;
+    output run_error;
+    output model_loaded;
+    wire cke, cs_n, ras_n, cas_n, we_n, dq_oe;
+    wire [1:0] ba, dqm;
+    wire [12:0] a;
+    wire [15:0] dq_o, chip_dq;
+    wire chip_oe;
+    reg [15:0] dq_i = 16'd0;
+    sqz_core core(
+        .clk(clk), .rst(rst),
+        .host_in__payload(host_in__payload), .host_in__valid(host_in__valid),
+        .host_in__ready(host_in__ready), .host_out__payload(host_out__payload),
+        .host_out__valid(host_out__valid), .host_out__ready(host_out__ready),
+        .busy(busy), .run_error(run_error), .model_loaded(model_loaded),
+        .sdram__cke(cke), .sdram__cs_n(cs_n), .sdram__ras_n(ras_n), .sdram__cas_n(cas_n),
+        .sdram__we_n(we_n), .sdram__ba(ba), .sdram__a(a), .sdram__dqm(dqm),
+        .sdram__dq_o(dq_o), .sdram__dq_oe(dq_oe), .sdram__dq_i(dq_i));
+    // The I/O flip-flops of the board top (boards/ulx3s.py).
+    reg cke_q = 1'b1, cs_n_q = 1'b1, ras_n_q = 1'b1, cas_n_q = 1'b1, we_n_q = 1'b1;
+    reg dq_oe_q = 1'b0;
+    reg [1:0] ba_q = 2'd0, dqm_q = 2'd0;
+    reg [12:0] a_q = 13'd0;
+    reg [15:0] dq_o_q = 16'd0;
+    always @(posedge clk) begin
+        cke_q <= cke; cs_n_q <= cs_n; ras_n_q <= ras_n; cas_n_q <= cas_n; we_n_q <= we_n;
+        ba_q <= ba; dqm_q <= dqm; a_q <= a; dq_o_q <= dq_o; dq_oe_q <= dq_oe;
+        dq_i <= chip_oe ? chip_dq : dq_o_q;
+    end
+    reg [4:0] stuck_bit = 5'd31;
+    reg stuck_value = 1'b0;
+    reg [3:0] dead_line = 4'd15;
+    integer plusarg;
+    initial begin
+        if ($value$plusargs("sdram_stuck_bit=%d", plusarg)) stuck_bit = plusarg[4:0];
+        if ($value$plusargs("sdram_stuck_value=%d", plusarg)) stuck_value = plusarg[0];
+        if ($value$plusargs("sdram_dead_line=%d", plusarg)) dead_line = plusarg[3:0];
+    end
+    sdram_chip #(PARAMETERS) chip(
+        .clk(clk), .cke(cke_q), .cs_n(cs_n_q), .ras_n(ras_n_q), .cas_n(cas_n_q), .we_n(we_n_q),
+        .ba(ba_q), .a(a_q), .dqm(dqm_q), .dq_in(dq_o_q), .dq_in_oe(dq_oe_q),
+        .dq_out(chip_dq), .dq_out_oe(chip_oe), .fault_stuck_bit(stuck_bit),
+        .fault_stuck_value(stuck_value), .fault_dead_line(dead_line));
+endmodule
+"""
+
+
+def board_verilog(core_verilog, timing):
+    """``top`` of the simulated SDRAM board around ``core_verilog`` (a framed accelerator
+    emitted as module ``sqz_core``), for the board harness."""
+    parameters = ", ".join(f".{k}({v})" for k, v in _parameters(timing).items())
+    return (core_verilog + "\n" + _BOARD_TOP.replace("PARAMETERS", parameters) + "\n" +
+            CHIP_SOURCE.read_text())

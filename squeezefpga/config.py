@@ -10,6 +10,7 @@ import numpy as np
 
 from .blob_format import OP_CONV, OP_MAXPOOL
 from .errors import SqueezeFPGAError
+from .sdram import WORDS
 
 __all__ = ["AcceleratorConfig", "ModelFitError", "accumulator_bound", "check_program",
            "conv_mode"]
@@ -38,7 +39,8 @@ class AcceleratorConfig:
     weight_bytes : int
         Weight buffer size; holds the compiled blob byte for byte.
     max_layers : int
-        Layer-program steps that get a cycle counter.
+        Program steps (or a tiled program's operations) that get counters; the longest
+        program the device runs.
     max_taps : int
         Largest ``in_c * k * k`` of one output channel (depth of the decoded-weight lists).
     max_channels : int
@@ -48,6 +50,9 @@ class AcceleratorConfig:
     timeout_cycles : int
         Host-port watchdog: a command whose next byte does not arrive within this many cycles
         is abandoned, so a vanished host never wedges the core.
+    sdram_mhz : float
+        The clock of the board's SDRAM (the core's clock) in MHz, which sets its timings in
+        cycles; 0 for a configuration without SDRAM.
     """
     lanes: int = 64
     activation_bytes: int = 2 * 1024 * 1024
@@ -57,6 +62,7 @@ class AcceleratorConfig:
     max_channels: int = 1024
     max_side: int = 1023
     timeout_cycles: int = 1 << 20
+    sdram_mhz: float = 0.0
 
     def __post_init__(self):
         if not _is_power_of_two(self.lanes) or not 4 <= self.lanes <= 256:
@@ -70,8 +76,10 @@ class AcceleratorConfig:
         for name in ("max_layers", "max_taps", "max_channels", "max_side", "timeout_cycles"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be positive, not {getattr(self, name)}")
-        if self.max_layers > 255:
-            raise ValueError(f"max_layers must be at most 255, not {self.max_layers}")
+        if self.max_layers > 4096:
+            raise ValueError(f"max_layers must be at most 4096, not {self.max_layers}")
+        if self.sdram_mhz and not 1 <= self.sdram_mhz <= 133:
+            raise ValueError(f"the SDRAM runs at 1 to 133 MHz, not {self.sdram_mhz}")
 
     @property
     def fit_key(self):
@@ -79,6 +87,10 @@ class AcceleratorConfig:
         verdict."""
         return (self.lanes, self.activation_bytes, self.weight_bytes, self.max_layers,
                 self.max_taps, self.max_channels, self.max_side)
+
+    @property
+    def sdram_bytes(self):
+        return 2 * WORDS if self.sdram_mhz else 0
 
     @property
     def act_addr_bits(self):

@@ -24,6 +24,8 @@ class Stage(enum.Enum):
     PLACE_ROUTE = "place and route (nextpnr)"
     PACK = "bitstream (ecppack)"
     PROGRAM = "programming the board"
+    SDRAM = "testing the SDRAM"
+    SELFTEST = "self-test"
 
 
 @dataclass(frozen=True)

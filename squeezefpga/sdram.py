@@ -28,9 +28,10 @@ import math
 from dataclasses import dataclass
 
 __all__ = ["ROW_BITS", "COLUMN_BITS", "BANK_BITS", "WORD_BITS", "ADDRESS_BITS", "WORDS",
-           "SAFE_TIMINGS_NS", "SdramTiming", "split_address", "data_bus_patterns",
-           "address_line_addresses", "address_tag", "data_fault", "address_pin",
-           "address_fault"]
+           "SAFE_TIMINGS_NS", "IO_REGISTERS", "SdramTiming", "split_address",
+           "data_bus_patterns", "address_line_addresses", "address_tag", "data_fault", "address_pin",
+           "address_fault", "fill_pattern", "PATTERN_PHASES", "pattern_items", "PatternResult",
+           "FaultyMemory", "reference_pattern_test"]
 
 ROW_BITS, COLUMN_BITS, BANK_BITS = 13, 9, 2
 WORD_BITS = 16
@@ -46,6 +47,10 @@ CAS_LATENCY = 3
 REFRESH_INTERVAL_NS = 64e6 / 8192     # 7,812.5 ns
 POWER_UP_NS = 200e3
 INIT_REFRESHES = 8
+#: Registers between the controller's pin registers and the chip, both ways together: the
+#: board top puts every SDRAM pin through an I/O flip-flop (one cycle out, one in), and the
+#: simulated board models the same two.
+IO_REGISTERS = 2
 
 
 def split_address(address):
@@ -149,3 +154,105 @@ def address_fault(address, expected, read, written):
                     f"stuck or shorted: word address {address:#08x} reads what was written at "
                     f"{other:#08x}")
     return (f"word address {address:#08x}: expected {expected:#06x}, read {read:#06x}")
+
+
+def fill_pattern(address):
+    """The word the whole-memory passes write at ``address`` (the second pass writes its
+    complement): the low 16 address bits, with the high 8 in both bytes, so that no two
+    addresses of a 64 KiB stretch, nor the same offset in two stretches, hold the same word."""
+    return (address ^ (address >> 16) * 0x0101) & 0xFFFF
+
+
+#: The self-test's phases, in order (``hw/sdram_test.py`` runs them, as
+#: :func:`reference_pattern_test` says).
+PATTERN_PHASES = ("data bus", "address lines", "fill", "inverted fill")
+
+
+def pattern_items(phase, words=WORDS):
+    """(address, word) pairs the self-test writes, then reads back, in ``phase`` (an index of
+    :data:`PATTERN_PHASES`) over the first ``words`` words."""
+    if phase == 0:          # walking ones and zeros, at address 0 (each read back at once)
+        return [(0, pattern) for pattern in data_bus_patterns()]
+    if phase == 1:
+        return [(a, address_tag(a)) for a in address_line_addresses()]
+    invert = 0xFFFF if phase == 3 else 0
+    return [(a, fill_pattern(a) ^ invert) for a in range(words)]
+
+
+@dataclass(frozen=True)
+class PatternResult:
+    """The self-test's outcome as the device reports it.
+
+    Members
+    -------
+    passed : bool
+    phase : int
+        The phase that failed (an index of :data:`PATTERN_PHASES`), or the last one run.
+    address, expected, read : int
+        The first word that read back wrong.
+    words : int
+        The words the whole-memory passes covered.
+    """
+    passed: bool
+    phase: int
+    address: int
+    expected: int
+    read: int
+    words: int
+
+    def describe(self):
+        """One line: what passed, or which data bit or address line is at fault."""
+        if self.passed:
+            return (f"SDRAM pattern test passed: data bus, {ADDRESS_BITS} address lines, "
+                    f"{self.words:,} words written and read back twice")
+        where = f"{PATTERN_PHASES[self.phase]} phase: "
+        if self.phase == 1:
+            written = dict(pattern_items(1))
+            return where + address_fault(self.address, self.expected, self.read, written)
+        return where + data_fault(self.address, self.expected, self.read)
+
+
+class FaultyMemory:
+    """The SDRAM as the simulated chip models it (``sim/sdram_chip.v``), with its planted
+    faults: data bit ``stuck_bit`` held at ``stuck_value`` on every write, address pin
+    ``dead_line`` (A0-A12) read as 0 in the row and the column it carries."""
+
+    def __init__(self, stuck_bit=None, stuck_value=0, dead_line=None):
+        self.stuck_bit, self.stuck_value, self.dead_line = stuck_bit, stuck_value, dead_line
+        self.words = {}
+
+    def _cell(self, address):
+        row, bank, column = split_address(address)
+        if self.dead_line is not None:
+            row &= ~(1 << self.dead_line)
+            column &= ~(1 << self.dead_line) & ((1 << COLUMN_BITS) - 1)
+        return row, bank, column
+
+    def write(self, address, word, mask=0b11):
+        if self.stuck_bit is not None:
+            word = word & ~(1 << self.stuck_bit) | self.stuck_value << self.stuck_bit
+        cell = self._cell(address)
+        keep = (0xFF if not mask & 1 else 0) | (0xFF00 if not mask & 2 else 0)
+        self.words[cell] = self.words.get(cell, 0) & keep | word & ~keep & 0xFFFF
+
+    def read(self, address):
+        return self.words.get(self._cell(address), 0)
+
+
+def reference_pattern_test(memory, words=WORDS):
+    """The self-test on ``memory`` (``write(address, word)``, ``read(address)``) exactly as
+    the gateware runs it: each phase writes all its items, then reads them back; the first
+    wrong word ends the test."""
+    for phase in range(len(PATTERN_PHASES)):
+        items = pattern_items(phase, words)
+        # The data bus phase reads each pattern back before the next (one address, so an
+        # address fault cannot pass for a data bit's); the others write all, then read all.
+        groups = [[item] for item in items] if phase == 0 else [items]
+        for group in groups:
+            for address, word in group:
+                memory.write(address, word)
+            for address, word in group:
+                read = memory.read(address)
+                if read != word:
+                    return PatternResult(False, phase, address, word, read, words)
+    return PatternResult(True, len(PATTERN_PHASES) - 1, 0, 0, 0, words)

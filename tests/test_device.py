@@ -254,7 +254,7 @@ def test_connection_lost(proxy):
 
 @pytest.mark.parametrize("attribute, value, message", [
     ("reply_version", 2, "INFO: socket://.* speaks link version 2, this driver speaks 1"),
-    ("port_version", 1, "INFO: socket://.* has host port version 1, this driver speaks 2")])
+    ("port_version", 2, "INFO: socket://.* has host port version 2, this driver speaks 3")])
 def test_version_mismatch(proxy, attribute, value, message):
     setattr(proxy, attribute, value)
     with connect(proxy) as device:

@@ -16,9 +16,9 @@ from squeezefpga.protocol import (LINK_BAD_CRC, LINK_OK, LINK_REPLY_OVERFLOW, LI
 
 def test_request_layout():
     frame = encode_request(7, cmd.run(0, 14))
-    assert frame[:5] == bytes([0xA5, 1, 7, 3, 0])
-    assert frame[5:8] == cmd.run(0, 14)
-    assert frame[8:] == struct.pack("<I", zlib.crc32(frame[1:8]))
+    assert frame[:5] == bytes([0xA5, 1, 7, 5, 0])
+    assert frame[5:10] == cmd.run(0, 14) == bytes([cmd.CMD_RUN, 0, 0, 14, 0])
+    assert frame[10:] == struct.pack("<I", zlib.crc32(frame[1:10]))
 
 
 def test_reply_layout():
