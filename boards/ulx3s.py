@@ -68,7 +68,7 @@ class Board:
         """The :class:`AcceleratorConfig` built for this board with ``lanes`` lanes at
         ``clock_mhz`` (the SDRAM's timings in cycles depend on it)."""
         return AcceleratorConfig(lanes=lanes, activation_bytes=256 * 1024,
-                                 weight_bytes=64 * 1024, max_layers=512, max_taps=1024,
+                                 weight_bytes=64 * 1024, max_layers=1024, max_taps=1024,
                                  max_channels=1024, max_side=1023,
                                  timeout_cycles=1 << 20, sdram_mhz=clock_mhz)
 

@@ -44,7 +44,8 @@ from .blob import ConvWeights, Descriptor, blob_crc, decode_weights, encode_weig
 from .integer_model import conv_accumulators, input_bytes
 from .ops import max_pool_ceil
 from .quantize import requantize
-from .tiling import Budget, TilingError, _conv_in_rows, _pool_in_rows, plan_program
+from .tiling import (Budget, TilingError, _channel_groups, _conv_in_rows, _overlap,
+                     _pool_in_rows, _reads, _writes, plan_program)
 
 __all__ = ["DMA_IN", "DMA_OUT", "DMA_WEIGHTS", "Transfer", "Compute", "TiledProgram",
            "TiledRun", "sdram_layout", "build_tiled_program", "run_tiled_program",
@@ -57,7 +58,7 @@ LOCAL_ALIGN = 64
 #: Every SDRAM region starts on a 64-byte boundary (a run never starts mid-word by accident).
 SDRAM_ALIGN = 64
 #: How many computations a transfer into a buffer may be moved ahead of.
-PREFETCH_COMPUTES = 100
+PREFETCH_COMPUTES = 8
 
 
 class HazardError(AssertionError):
@@ -234,19 +235,33 @@ def sdram_layout(program, base):
 
 # -- the builder ------------------------------------------------------------------------------
 
-class _Slots:
-    """Two alternating slots of one kind of on-chip data; a new slot is taken when the data
-    changes (a new band, a new channel group), the same one kept while it does not."""
+class _WeightCache:
+    """The weight buffer's room beside the program, handed out in order and wrapping: a
+    section stays (and is not moved again) while nothing has been put over it, so the
+    sections a band of a fused chain uses are there for the next band."""
 
     def __init__(self, base, size):
-        self.base, self.size, self.turn, self.key = base, size, 1, None
+        self.base, self.size, self.at = base, size, 0
+        self.held, self.sizes = {}, {}
 
-    def take(self, key):
-        """(address, whether it is new)."""
-        if key is not None and key == self.key:
-            return self.base + self.turn * self.size, False
-        self.turn, self.key = 1 - self.turn, key
-        return self.base + self.turn * self.size, True
+    def take(self, key, size):
+        """(address, whether it must be moved in) of the section ``key`` of ``size``
+        bytes."""
+        if key in self.held:
+            return self.held[key], False
+        size = _align(size, LOCAL_ALIGN)
+        if size > self.size:
+            raise TilingError(f"a weight section of {size:,} bytes exceeds the "
+                              f"{self.size:,} bytes of weight buffer beside the program")
+        if self.at + size > self.size:
+            self.at = 0
+        start, end = self.base + self.at, self.base + self.at + size
+        self.held = {k: a for k, a in self.held.items()
+                     if not (a < end and start < a + self.sizes[k])}
+        self.held[key] = start
+        self.sizes[key] = size
+        self.at += size
+        return start, True
 
 
 class _Builder:
@@ -254,7 +269,7 @@ class _Builder:
         self.program, self.budget = program, budget
         self.ops, self.transfers = [], 0
         self.program_bytes = program_bytes
-        self.weights = _Slots(program_bytes, budget.tile_weights)
+        self.weights = _WeightCache(program_bytes, budget.weight_bytes)
         self.sections, self.sdram_weights = {}, {}
 
     def transfer(self, *args, **kwargs):
@@ -285,10 +300,10 @@ class _Ring:
     over a row a pool will still read (:attr:`keep`)."""
 
     def __init__(self, size):
-        self.size, self.at, self.band, self.keep = size, 0, None, None
+        self.size, self.at, self.band, self.keep = size, 0, None, []
 
     def _protected(self):
-        kept = [self.keep] if self.keep else []
+        kept = list(self.keep)
         if self.band:
             kept.append(self.band[1])
         return kept
@@ -298,7 +313,7 @@ class _Ring:
         if key is not None and self.band and self.band[0] == key:
             return self.band[1][0], False
         size = _align(max(size, 1), LOCAL_ALIGN)
-        protected = self._protected() if key is None else ([self.keep] if self.keep else [])
+        protected = self._protected() if key is None else list(self.keep)
         for _ in range(2 * len(protected) + 2):
             if self.at + size > self.size:
                 self.at = 0
@@ -335,7 +350,7 @@ def _conv_tile(b, index, d, tile, slots, src_sdram, out_bytes):
     (c0, c1), (r0, r1) = tile.channels, tile.conv_rows or tile.rows
     i0, band, row0 = _conv_band(d, r0, r1)
     key = b.section(index, d, c0, c1)
-    wlocal, new = b.weights.take(key)
+    wlocal, new = b.weights.take(key, len(b.sections[key]))
     if new:
         b.transfer(DMA_WEIGHTS, b.sdram_weights[key], wlocal, len(b.sections[key]),
                    layer=index)
@@ -358,7 +373,7 @@ def _conv_tile(b, index, d, tile, slots, src_sdram, out_bytes):
 #: weight buffer kept for the program (the rest is two slots for weight sections).
 BOARD_ACTIVATION_BYTES = 256 * 1024
 BOARD_WEIGHT_BYTES = 64 * 1024
-BOARD_PROGRAM_BYTES = 20 * 1024
+BOARD_PROGRAM_BYTES = 24 * 1024
 
 
 def build_tiled_program(program, activation_bytes=BOARD_ACTIVATION_BYTES,
@@ -380,6 +395,10 @@ def build_tiled_program(program, activation_bytes=BOARD_ACTIVATION_BYTES,
         for tile in plan.tiles:
             if d.op == OP_CONV:
                 b.section(index, d, *tile.channels)
+    for chain in _chains(program, plans):
+        for j in (*chain.producers, chain.consumer):
+            for c0, c1 in _channel_groups(steps[j], budget):
+                b.section(j, steps[j], c0, c1)
     sdram_weights, at = b.sdram_weights, 0
     for key, section in b.sections.items():
         sdram_weights[key] = at
@@ -387,12 +406,19 @@ def build_tiled_program(program, activation_bytes=BOARD_ACTIVATION_BYTES,
     src_sdram, dst_sdram, input_sdram, end = sdram_layout(program, at)
     index_of = {d.name: i for i, d in enumerate(steps)}
     ring = _Ring(budget.activation_bytes)
+    chains = _chains(program, plans)
+    in_chain = {i: chain for chain in chains for i in chain.members}
     for index, (d, plan) in enumerate(zip(steps, plans)):
+        if index in in_chain:
+            chain = in_chain[index]
+            if index == chain.producers[0]:
+                _emit_chain(b, ring, program, chain, src_sdram, dst_sdram)
+            continue
         if plan.fused or not plan.tiles:
             continue
         into = steps[index_of[plan.into]] if plan.into else None
         slots = ring
-        ring.keep = None
+        ring.keep = []
         carry = None                                        # (address, stride) of the band before
         for tile in plan.tiles:
             (c0, c1), (r0, r1) = tile.channels, tile.rows
@@ -423,7 +449,7 @@ def build_tiled_program(program, activation_bytes=BOARD_ACTIVATION_BYTES,
                               carry_stride=carry[1] if has_carry else 0)
                     carry = (conv_slot + (rows - 1) * cw, rows * cw, (c0, c1))
                     # The band's last conv rows stay until the next band's pool reads them.
-                    ring.keep = (conv_slot, conv_slot + group * rows * cw)
+                    ring.keep = [(conv_slot, conv_slot + group * rows * cw)]
                     _, oh, ow = into.out_shape
                     b.transfer(DMA_OUT, dst_sdram[pool_index] + (k + c0) * oh * ow + r0 * ow,
                                out, (r1 - r0) * ow, group, oh * ow, (r1 - r0) * ow,
@@ -469,6 +495,239 @@ def build_tiled_program(program, activation_bytes=BOARD_ACTIVATION_BYTES,
                          {d.name: dst_sdram[i] for i, d in enumerate(steps)})
     check_hazards(tiled)
     return tiled
+
+
+# -- a 1x1 conv fused onto the tiles that produce its input -----------------------------------
+
+@dataclass(frozen=True)
+class _Chain:
+    """Convs (``producers``; through the max pool ``pool`` when there is one) whose output
+    only the 1x1 conv ``consumer`` reads: run band by band, the producers' rows stay on chip
+    and only the consumer's go to SDRAM."""
+    producers: tuple
+    pool: int
+    consumer: int
+
+    @property
+    def members(self):
+        return (*self.producers, *(() if self.pool is None else (self.pool,)), self.consumer)
+
+
+def _data_flow(program):
+    """(writers, readers): for each step, the steps whose bytes it reads (-1: the input), and
+    for each step, the steps that read bytes it wrote, following the resident layout's
+    reuse of memory."""
+    steps = program.descriptors
+    live = [(program.input_addr,
+             program.input_addr + int(np.prod(program.stored_input_shape)), -1)]
+    writers, readers = [], {i: set() for i in range(-1, len(steps))}
+    for i, d in enumerate(steps):
+        lo, hi = d.src, d.src + d.in_bytes
+        mine = {w for s, e, w in live if s < hi and lo < e}
+        writers.append(mine)
+        for w in mine:
+            readers[w].add(i)
+        a, b = d.dst, d.dst + d.out_bytes
+        live = [piece for s, e, w in live
+                for piece in ([(s, e, w)] if e <= a or b <= s else
+                              [p for p in ((s, a, w), (b, e, w)) if p[0] < p[1]])]
+        live.append((a, b, i))
+    return writers, readers
+
+
+def _chains(program, plans):
+    """The chains of ``program``: a Fire module's squeeze fused onto the expands (and the pool)
+    before it, conv1 and pool1 before fire2's squeeze."""
+    steps = program.descriptors
+    writers, readers = _data_flow(program)
+    found = []
+    for s, d in enumerate(steps):
+        if d.op != OP_CONV or d.kernel != 1 or d.pad != 0 or plans[s].into or plans[s].fused:
+            continue
+        mine = sorted(writers[s])
+        pool = None
+        if len(mine) == 1 and mine[0] >= 0 and steps[mine[0]].op == OP_MAXPOOL:
+            pool = mine[0]
+            if not plans[pool].fused or _writes(steps[pool]) != _reads(d):
+                continue
+            producers = sorted(writers[pool])
+            if any(plans[j].into != steps[pool].name or readers[j] != {pool}
+                   for j in producers):
+                continue
+        else:
+            producers = mine
+            if any(j < 0 or plans[j].into or plans[j].fused for j in producers) or \
+                    sum(steps[j].out_bytes for j in producers) != d.in_bytes:
+                continue
+        if any(j < 0 or steps[j].op != OP_CONV or readers[j] - {pool, s}
+               for j in producers) or (pool is not None and readers[pool] != {s}):
+            continue
+        members = set(producers) | {s} | ({pool} if pool is not None else set())
+        if max(members) - min(members) + 1 != len(members):
+            continue            # something else runs in between
+        found.append(_Chain(tuple(producers), pool, s))
+    return found
+
+
+def _chain_band(program, chain, t0, t1):
+    """Per producer: the conv rows it computes for rows t0..t1-1 of the consumer's input,
+    and whether the first window row comes from the band before (a pool)."""
+    steps = program.descriptors
+    rows = {}
+    for j in chain.producers:
+        d = steps[j]
+        if chain.pool is None:
+            rows[j] = (t0, t1, False)
+        else:
+            first, r1 = _pool_in_rows(steps[chain.pool], t0, t1)
+            carry = t0 > 0 and steps[chain.pool].kernel > steps[chain.pool].stride
+            rows[j] = (first + 1 if carry else first, r1, carry)
+    return rows
+
+
+def _chain_working_set(program, chain, budget, t0, t1):
+    steps = program.descriptors
+    consumer = steps[chain.consumer]
+    c_t, _, w_t = consumer.in_shape
+    total = c_t * (t1 - t0) * w_t + consumer.out_shape[0] * (t1 - t0) * w_t
+    bands = {}
+    for j, (r0, r1, carry) in _chain_band(program, chain, t0, t1).items():
+        d = steps[j]
+        i0, i1 = _conv_in_rows(d, r0, r1)
+        key = (d.src, d.in_shape)
+        lo, hi = bands.get(key, (i0, i1))
+        bands[key] = (min(lo, i0), max(hi, i1))
+        if chain.pool is not None:
+            c, _, w = d.out_shape
+            total += c * (r1 - r0 + 1) * w + c * w     # its conv rows, and the carried row
+    for (src, (c, _, w)), (i0, i1) in bands.items():
+        total += c * (i1 - i0) * w
+    return total
+
+
+def _chain_rows(program, chain, budget):
+    """The most rows of the consumer's input per band whose working set fits half the
+    activation buffer."""
+    steps = program.descriptors
+    height = steps[chain.consumer].in_shape[1]
+    for rows in range(height, 0, -1):
+        bands = [(t, min(height, t + rows)) for t in range(0, height, rows)]
+        if all(_chain_working_set(program, chain, budget, *band) <= budget.tile_activation
+               for band in bands):
+            return bands
+    raise TilingError(f"{steps[chain.consumer].name}: one row of its fused producers exceeds "
+                      f"{budget.tile_activation:,} bytes")
+
+
+def _emit_chain(b, ring, program, chain, src_sdram, dst_sdram):
+    """The operations of a chain, band by band: the producers' input bands (shared by
+    producers that read the same tensor), their convs (and pools) into the consumer's input
+    band on chip, then the consumer, whose rows alone go to SDRAM."""
+    steps = program.descriptors
+    budget = b.budget
+    consumer = steps[chain.consumer]
+    c_t, h_t, w_t = consumer.in_shape
+    pool = steps[chain.pool] if chain.pool is not None else None
+    region = pool.dst if pool is not None else consumer.src
+    plane_t = h_t * w_t
+    carries = {}
+    ring.keep = []
+    for t0, t1 in _chain_rows(program, chain, budget):
+        rows_t = t1 - t0
+        band_rows = _chain_band(program, chain, t0, t1)
+        # One input band per source tensor: the union of what its producers read.
+        spans = {}
+        for j, (r0, r1, _) in band_rows.items():
+            d = steps[j]
+            i0, i1 = _conv_in_rows(d, r0, r1)
+            source = (d.src, d.in_shape)
+            lo, hi = spans.get(source, (i0, i1))
+            spans[source] = (min(lo, i0), max(hi, i1))
+        local_in = {}
+        for (src, (c, h, w)), (i0, i1) in spans.items():
+            j = next(j for j in chain.producers if (steps[j].src, steps[j].in_shape) ==
+                     (src, (c, h, w)))
+            sdram = src_sdram[j] + i0 * w
+            local, new = ring.take(c * (i1 - i0) * w, (sdram, (i1 - i0) * w, c))
+            if new:
+                b.transfer(DMA_IN, sdram, local, (i1 - i0) * w, c, h * w, (i1 - i0) * w,
+                           layer=j)
+            local_in[src] = (local, i0, i1)
+            ring.keep = [k for k in ring.keep] + [(local, local + c * (i1 - i0) * w)]
+        band_t, _ = ring.take(c_t * rows_t * w_t)
+        ring.keep.append((band_t, band_t + c_t * rows_t * w_t))
+        kept = []
+        for j in chain.producers:
+            d = steps[j]
+            r0, r1, carried = band_rows[j]
+            local, i0, i1 = local_in[d.src]
+            # The producer's channels among the consumer's input (among the pool's before).
+            offset = ((d.dst - pool.src) // (d.out_shape[1] * d.out_shape[2]) if pool
+                      else (d.dst - region) // plane_t)
+            # "Same" convs (1x1, 3x3 pad 1) compute the band's grid rows from r0 (its top may
+            # be a halo row, or a row another producer's halo needs); a valid conv (the
+            # polyphase conv1) every row its band gives.
+            row0 = r0 - i0 if 2 * d.pad == d.kernel - 1 else 0
+            if row0 > 1:
+                raise TilingError(f"{d.name}: a band {row0} rows above its first output")
+            for c0, c1 in _channel_groups(d, budget):
+                key = b.section(j, d, c0, c1)
+                wlocal, new = b.weights.take(key, len(b.sections[key]))
+                if new:
+                    b.transfer(DMA_WEIGHTS, b.sdram_weights[key], wlocal, len(b.sections[key]),
+                               layer=j)
+                weights = ConvWeights(d.weights.codebook, d.weights.codes[c0:c1],
+                                      d.weights.bias[c0:c1])
+                conv_rows, src, in_rows = r1 - r0, local, i1 - i0
+                cw = d.out_shape[2]
+                if pool is None:
+                    dst = band_t + (offset + c0) * rows_t * w_t
+                    step = replace(d, in_shape=(d.in_shape[0], in_rows, d.in_shape[2]),
+                                   out_shape=(c1 - c0, conv_rows, cw), src=src, dst=dst,
+                                   weights=weights)
+                    b.compute(step, j, row0=row0, weights_local=wlocal)
+                    continue
+                conv_buffer, _ = ring.take((c1 - c0) * conv_rows * cw)
+                step = replace(d, in_shape=(d.in_shape[0], in_rows, d.in_shape[2]),
+                               out_shape=(c1 - c0, conv_rows, cw), src=src, dst=conv_buffer,
+                               weights=weights)
+                b.compute(step, j, row0=row0, weights_local=wlocal)
+                carry = carries.get((j, c0)) if carried else None
+                if carried and carry is None:
+                    raise TilingError(f"{d.name}: a band's first window row is not the band "
+                                      "before's last")
+                pooled = Descriptor(pool.name, OP_MAXPOOL,
+                                    (c1 - c0, conv_rows + (1 if carried else 0), cw),
+                                    (c1 - c0, rows_t, pool.out_shape[2]), conv_buffer,
+                                    band_t + (offset + c0) * rows_t * w_t, pool.kernel,
+                                    pool.stride)
+                b.compute(pooled, chain.pool, carry=carry[0] if carry else None,
+                          carry_stride=carry[1] if carry else 0)
+                carries[(j, c0)] = (conv_buffer + (conv_rows - 1) * cw, conv_rows * cw)
+                kept.append((conv_buffer, conv_buffer + (c1 - c0) * conv_rows * cw))
+                ring.keep.append(kept[-1])
+        # The consumer on the band of its input, its rows to SDRAM.
+        _, _, w_out = consumer.out_shape
+        for c0, c1 in _channel_groups(consumer, budget):
+            key = b.section(chain.consumer, consumer, c0, c1)
+            wlocal, new = b.weights.take(key, len(b.sections[key]))
+            if new:
+                b.transfer(DMA_WEIGHTS, b.sdram_weights[key], wlocal, len(b.sections[key]),
+                           layer=chain.consumer)
+            out, _ = ring.take((c1 - c0) * rows_t * w_out)
+            step = replace(consumer, in_shape=(c_t, rows_t, w_t),
+                           out_shape=(c1 - c0, rows_t, w_out), src=band_t, dst=out,
+                           weights=ConvWeights(consumer.weights.codebook,
+                                               consumer.weights.codes[c0:c1],
+                                               consumer.weights.bias[c0:c1]))
+            b.compute(step, chain.consumer, row0=0, weights_local=wlocal)
+            oh = consumer.out_shape[1]
+            b.transfer(DMA_OUT, dst_sdram[chain.consumer] + c0 * oh * w_out + t0 * w_out, out,
+                       rows_t * w_out, c1 - c0, oh * w_out, rows_t * w_out,
+                       layer=chain.consumer)
+        # Only the carried rows outlive the band.
+        ring.keep = kept
+    ring.keep = []
 
 
 # -- footprints, waits and the hazard check ----------------------------------------------------
@@ -760,7 +1019,7 @@ def decode_tiled(data):
 
 
 def program_area(weight_bytes):
-    """The part of a weight buffer of ``weight_bytes`` kept for the program: 20 KiB on the
+    """The part of a weight buffer of ``weight_bytes`` kept for the program: 24 KiB on the
     board (64 KiB), a third of a smaller one."""
     return min(BOARD_PROGRAM_BYTES, weight_bytes // 3 // LOCAL_ALIGN * LOCAL_ALIGN)
 
@@ -800,4 +1059,7 @@ def tiled_for(program, config, sdram_bytes=None):
             if d.out_shape[0] > config.max_channels:
                 fail(f"{d.name}: a group of {d.out_shape[0]} channels, the bias buffer holds "
                      f"{config.max_channels}")
+            if d.kernel == 1 and d.pad == 1 and d.out_shape[2] > config.lanes:
+                fail(f"{d.name}: a border row of {d.out_shape[2]} pixels exceeds the "
+                     f"{config.lanes} lanes")
     return tiled

@@ -98,6 +98,8 @@ class Ram(wiring.Component):
                 i_waddr=self.write_addr, i_wen=self.write_en, i_wdata=self.write_data,
                 i_ren_b=self.read_b_en, o_rdata_b=self.read_b_data)
             return m
+        if self.second_read and getattr(platform, "family", None) == "ecp5":
+            return self._dp16kd(m)
         m.submodules.memory = memory = Memory(shape=unsigned(self.width), depth=self.depth,
                                               init=[])
         granularity = self.granularity if self.granularity != self.width else None
@@ -109,6 +111,47 @@ class Ram(wiring.Component):
             read_b = memory.read_port()
             m.d.comb += [read_b.addr.eq(self.write_addr), read_b.en.eq(self.read_b_en),
                          self.read_b_data.eq(read_b.data)]
+        return m
+
+    def _dp16kd(self, m):
+        """The ECP5's block RAM used as what it is, two ports: A reads, B writes or reads
+        (yosys maps a memory with two read ports to a copy per read port instead). A byte
+        lane ``width`` bits wide spreads over blocks of 16 Ki bits: one of 2 K x 9 up to 2 K
+        words, else ``width / w`` blocks of (16 K / w) x w."""
+        if self.width != self.granularity:
+            raise ValueError("the ECP5 dual-port RAM has one write enable per word")
+        depth = 1 << max(11, (self.depth - 1).bit_length())
+        if depth > 16384:
+            raise ValueError(f"a {self.depth}-word RAM with two ports needs cascading")
+        bits = 9 if depth == 2048 else 16384 // depth          # data bits per block
+        per_block = min(bits, 8) if bits == 9 else bits
+        abits = depth.bit_length() - 1
+        low = 14 - abits                                       # address pins below the word's
+        for block in range(-(-self.width // per_block)):
+            lo, hi = block * per_block, min(self.width, (block + 1) * per_block)
+            pins = {}
+            for port, addr in (("A", self.read_addr), ("B", self.write_addr)):
+                for i in range(14):
+                    bit = i - low
+                    pins[f"i_AD{port}{i}"] = addr[bit] if 0 <= bit < len(addr) else 0
+                for i in range(3):
+                    pins[f"i_CS{port}{i}"] = 0
+                pins[f"i_CLK{port}"] = ClockSignal()
+                pins[f"i_OCE{port}"] = 1
+                pins[f"i_RST{port}"] = 0
+            for i in range(18):
+                pins[f"i_DIA{i}"] = 0
+                pins[f"i_DIB{i}"] = self.write_data[lo + i] if lo + i < hi else 0
+                if lo + i < hi:
+                    pins[f"o_DOA{i}"] = self.read_data[lo + i]
+                    pins[f"o_DOB{i}"] = self.read_b_data[lo + i]
+            pins.update(i_CEA=self.read_en, i_WEA=0,
+                        i_CEB=self.write_en[0] | self.read_b_en, i_WEB=self.write_en[0])
+            m.submodules[f"block{block}"] = Instance(
+                "DP16KD", p_DATA_WIDTH_A=bits, p_DATA_WIDTH_B=bits, p_REGMODE_A="NOREG",
+                p_REGMODE_B="NOREG", p_WRITEMODE_A="NORMAL", p_WRITEMODE_B="NORMAL",
+                p_CSDECODE_A="0b000", p_CSDECODE_B="0b000", p_GSR="DISABLED",
+                p_RESETMODE="SYNC", **pins)
         return m
 
 
