@@ -204,16 +204,17 @@ def cmd_sim(args):
 
 
 def cmd_bench(args):
-    configs = [tasks.accelerator_config(lanes) for lanes in args.lanes]
+    configs = [tasks.board_config(args.board, lanes) for lanes in args.lanes]
     if args.report:
         tasks.check_output(args.report, "the report")
     progress = _progress(args)
     model = _model(args, progress)
     results = tasks.bench(model, _image_for(model, CAT_PHOTO), [c.lanes for c in configs],
-                          progress)
+                          progress, args.board)
     if args.report:
         tasks.write_html_report(args.report, results, model, CAT_PHOTO, args.board)
-    builds = {c.lanes: tasks.build_report(args.board, c.lanes) for c in configs}
+    builds = ({c.lanes: tasks.build_report(args.board, c.lanes) for c in configs}
+              if args.board else {})
     label = _source(args).label if not args.blob else args.blob
     _show(args, lambda: report.bench_json(results, CAT_PHOTO.name, builds, args.board, label),
           lambda: report.bench_text(results, CAT_PHOTO.name, builds, args.board, label))
@@ -402,9 +403,10 @@ def build_parser():
     p.add_argument("--lanes", type=_lane_list, default=[16, 32, 64],
                    help="comma-separated lane counts (default 16,32,64)")
     p.add_argument("--report", metavar="FILE", help="also write the HTML report of the runs")
-    p.add_argument("--board", choices=tasks.BOARDS, default=tasks.BOARDS[0], help="add fmax "
-                   "and frames per second from the last `squeezefpga build` of this board "
-                   "with each lane count (default ulx3s-85f)")
+    p.add_argument("--board", choices=tasks.BOARDS, help="simulate this board's top (tiled "
+                   "through its SDRAM) and add fmax and frames per second from the last "
+                   "`squeezefpga build` of the board with each lane count (default: the "
+                   "simulation's own configuration, no fmax)")
     p.set_defaults(func=cmd_bench)
 
     p = sub.add_parser("build", parents=[lanes, as_json], help="build the FPGA bitstream: "

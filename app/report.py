@@ -115,12 +115,7 @@ def sim_json(result, names):
              "lane_utilization": round(result.utilization, 4),
              "busy_lane_cycles": run.busy_lane_cycles, "mac_issues": run.mac_issues,
              "layers": layer_json(result.layers)}
-    if run.layer_bytes:             # a tiled program through the SDRAM
-        stalls, moved = dict(run.layer_stalls), dict(run.layer_bytes)
-        shown.update(sdram_stall_cycles=run.sdram_stall_cycles, sdram_bytes=run.sdram_bytes)
-        for row in shown["layers"]:
-            row.update(sdram_stall_cycles=stalls[row["name"]], sdram_bytes=moved[row["name"]])
-    return shown
+    return _sdram_fields(run, shown)        # a tiled program through the SDRAM
 
 
 def sim_text(result, names, image):
@@ -207,12 +202,23 @@ def build_text(result):
 
 # -- classify on a device -----------------------------------------------------------------------
 
+def _sdram_fields(run, shown):
+    """A tiled run's SDRAM figures, in all and per layer, added to ``shown``."""
+    if run.layer_bytes:
+        stalls, moved = dict(run.layer_stalls), dict(run.layer_bytes)
+        shown.update(sdram_stall_cycles=run.sdram_stall_cycles, sdram_bytes=run.sdram_bytes)
+        for row in shown["layers"]:
+            row.update(sdram_stall_cycles=stalls[row["name"]], sdram_bytes=moved[row["name"]])
+    return shown
+
+
 def classify_json(path, device, result, rows, ideal, names):
     logits = _ints(result.logits)
-    return {"image": str(path), "device": device, "top5": top5(logits, names),
-            "logits": logits, "cycles": result.cycles, "ideal_cycles": round(ideal),
-            "lane_utilization": round(ideal / result.cycles, 4) if result.cycles else 0.0,
-            "layers": layer_json(rows)}
+    return _sdram_fields(result, {
+        "image": str(path), "device": device, "top5": top5(logits, names),
+        "logits": logits, "cycles": result.cycles, "ideal_cycles": round(ideal),
+        "lane_utilization": round(ideal / result.cycles, 4) if result.cycles else 0.0,
+        "layers": layer_json(rows)})
 
 
 def classify_text(path, device, result, names):

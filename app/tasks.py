@@ -13,6 +13,7 @@ from squeezefpga.golden.float_model import float_forward
 from squeezefpga.golden.image import load_image
 from squeezefpga.golden.integer_model import run_integer
 from squeezefpga.golden.perf import layer_work
+from squeezefpga.golden.tiled_program import tiled_for
 from squeezefpga.host.device import Device
 from squeezefpga.models import class_names
 from squeezefpga.sim.board_server import BoardServer
@@ -216,11 +217,18 @@ def emit_verilog_file(config, output, framed=False, lint=False, synth=False, pro
     return len(text), figures
 
 
-def bench(model, image, lane_counts, progress=None):
-    """One simulation per lane count (all checked before the first build)."""
-    configs = [fitting_config(accelerator_config(lanes), model) for lanes in lane_counts]
-    for config in configs:
-        model.check(config)
+def bench(model, image, lane_counts, progress=None, board=None):
+    """One simulation per lane count (all checked before the first build): of ``board``'s
+    top (tiled through its SDRAM) if one is named, else of the simulation's default
+    configuration grown to fit the model."""
+    if board:
+        configs = [board_config(board, lanes) for lanes in lane_counts]
+        for config in configs:
+            tiled_for(model.program, config)
+    else:
+        configs = [fitting_config(accelerator_config(lanes), model) for lanes in lane_counts]
+        for config in configs:
+            model.check(config)
     return [simulate(model, [image], config, progress=progress)[0] for config in configs]
 
 

@@ -114,7 +114,8 @@ def estimate(config):
     dp16kd = (config.lanes * brams(8, bank_depth) + brams(32, config.weight_words)
               + 2 * brams(8, 4608) + brams(config.tap_bits + 6, 2 * config.max_taps)
               + brams(config.act_addr_bits + 6, config.max_taps)
-              + brams(32, config.max_channels) + brams(32, config.max_layers))
+              + brams(32, config.max_channels) + brams(64, config.max_layers)
+              + brams(32, config.max_layers))
     return {"mult18": mult18, "dp16kd": dp16kd}
 
 
@@ -147,7 +148,7 @@ def check_sdram_phase(degrees):
         raise BuildError(f"the SDRAM clock's phase must be 0 to 360 degrees, not {degrees:g}")
 
 
-def core_rtlil(board_name, lanes, clock_mhz=75.0):
+def core_rtlil(board_name, lanes, clock_mhz=75.0, name="top"):
     """The RTLIL (module ``top``) of the accelerator core exactly as :func:`build` elaborates it
     inside the board top: the board's configuration, elaborated for the board's platform (so
     its memories are inferred, and its replicated registers instantiated, as in the
@@ -158,7 +159,7 @@ def core_rtlil(board_name, lanes, clock_mhz=75.0):
         config = board.config(lanes, clock_mhz)
     except ValueError as exc:
         raise BuildError(str(exc)) from None
-    return rtlil.convert(FramedAccelerator(config), name="top", platform=ULX3SPlatform(),
+    return rtlil.convert(FramedAccelerator(config), name=name, platform=ULX3SPlatform(),
                          emit_src=False)
 
 

@@ -90,6 +90,15 @@ class Transfer:
         return [(self.sdram + i * self.sdram_stride, self.local + i * self.local_stride)
                 for i in range(self.count)]
 
+    def apply(self, sdram, act, weights):
+        """Move the bytes: the transfer's meaning, on three uint8 arrays."""
+        local = weights if self.kind == DMA_WEIGHTS else act
+        for s, l in self.runs():
+            if self.kind == DMA_OUT:
+                sdram[s: s + self.length] = act[l: l + self.length]
+            else:
+                local[l: l + self.length] = sdram[s: s + self.length]
+
 
 @dataclass(frozen=True)
 class Compute:
@@ -890,12 +899,7 @@ def run_tiled_program(tiled, image):
     outputs = []
     for op in tiled.ops:
         if isinstance(op, Transfer):
-            local = wbuf if op.kind == DMA_WEIGHTS else act
-            for s, l in op.runs():
-                if op.kind == DMA_OUT:
-                    sdram[s: s + op.length] = act[l: l + op.length]
-                else:
-                    local[l: l + op.length] = sdram[s: s + op.length]
+            op.apply(sdram, act, wbuf)
             continue
         d = op.step
         if d.op == OP_CONV:

@@ -8,7 +8,7 @@ configuration), although nothing needs these buffers initialised — the host wr
 everything the layer program reads.
 """
 
-from amaranth import Cat, ClockSignal, Instance, Module, unsigned
+from amaranth import Array, Cat, ClockSignal, Instance, Module, Signal, unsigned
 from amaranth.lib import wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
@@ -114,45 +114,75 @@ class Ram(wiring.Component):
         return m
 
     def _dp16kd(self, m):
-        """The ECP5's block RAM used as what it is, two ports: A reads, B writes or reads
-        (yosys maps a memory with two read ports to a copy per read port instead). A byte
-        lane ``width`` bits wide spreads over blocks of 16 Ki bits: one of 2 K x 9 up to 2 K
-        words, else ``width / w`` blocks of (16 K / w) x w."""
+        """The ECP5's block RAM used as what it is, two ports: one writes or reads, the other
+        reads (yosys maps a memory with two read ports to a copy per read port instead). A word
+        ``width`` bits wide spreads over blocks of 16 Ki bits: one of 2 K x 9 up to 2 K words,
+        else ``width / w`` blocks of (16 K / w) x w; past 16 K words, ranks of 16 K x 1 blocks
+        chosen by the high address bits (the read's choice registered with the data)."""
         if self.width != self.granularity:
             raise ValueError("the ECP5 dual-port RAM has one write enable per word")
         depth = 1 << max(11, (self.depth - 1).bit_length())
-        if depth > 16384:
-            raise ValueError(f"a {self.depth}-word RAM with two ports needs cascading")
+        rank_depth = min(depth, 16384)
+        ranks = depth // rank_depth
+        rank_bits = (ranks - 1).bit_length()
+        abits = rank_depth.bit_length() - 1
+        outputs = []
+        for rank in range(ranks):
+            data = Signal(self.width, name=f"rank{rank}_data")
+            data_b = Signal(self.width, name=f"rank{rank}_data_b")
+            if ranks == 1:
+                write_en, port_a_en = self.write_en[0], self.write_en[0] | self.read_b_en
+            else:
+                mine = self.write_addr[abits:abits + rank_bits] == rank
+                write_en = self.write_en[0] & mine
+                port_a_en = write_en | self.read_b_en
+            self._dp16kd_rank(m, rank, rank_depth, abits, data, data_b, write_en, port_a_en)
+            outputs.append((data, data_b))
+        if ranks == 1:
+            m.d.comb += [self.read_data.eq(outputs[0][0]), self.read_b_data.eq(outputs[0][1])]
+            return m
+        chosen = Signal(rank_bits, name="read_rank")
+        chosen_b = Signal(rank_bits, name="read_b_rank")
+        with m.If(self.read_en):
+            m.d.sync += chosen.eq(self.read_addr[abits:abits + rank_bits])
+        with m.If(self.read_b_en):
+            m.d.sync += chosen_b.eq(self.write_addr[abits:abits + rank_bits])
+        m.d.comb += [self.read_data.eq(Array(o[0] for o in outputs)[chosen]),
+                     self.read_b_data.eq(Array(o[1] for o in outputs)[chosen_b])]
+        return m
+
+    def _dp16kd_rank(self, m, rank, depth, abits, data, data_b, write_en, port_a_en):
         bits = 9 if depth == 2048 else 16384 // depth          # data bits per block
         per_block = min(bits, 8) if bits == 9 else bits
-        abits = depth.bit_length() - 1
         low = 14 - abits                                       # address pins below the word's
         for block in range(-(-self.width // per_block)):
             lo, hi = block * per_block, min(self.width, (block + 1) * per_block)
             pins = {}
-            for port, addr in (("A", self.read_addr), ("B", self.write_addr)):
+            # Port A writes (and reads on the cycles it does not), port B reads: the ports
+            # and parameters yosys gives the memories it maps (so the post-synthesis tests'
+            # units cover this configuration).
+            for port, addr in (("A", self.write_addr), ("B", self.read_addr)):
                 for i in range(14):
                     bit = i - low
-                    pins[f"i_AD{port}{i}"] = addr[bit] if 0 <= bit < len(addr) else 0
+                    pins[f"i_AD{port}{i}"] = addr[bit] if 0 <= bit < abits else 0
                 for i in range(3):
                     pins[f"i_CS{port}{i}"] = 0
                 pins[f"i_CLK{port}"] = ClockSignal()
                 pins[f"i_OCE{port}"] = 1
                 pins[f"i_RST{port}"] = 0
             for i in range(18):
-                pins[f"i_DIA{i}"] = 0
-                pins[f"i_DIB{i}"] = self.write_data[lo + i] if lo + i < hi else 0
+                pins[f"i_DIB{i}"] = 0
+                pins[f"i_DIA{i}"] = self.write_data[lo + i] if lo + i < hi else 0
                 if lo + i < hi:
-                    pins[f"o_DOA{i}"] = self.read_data[lo + i]
-                    pins[f"o_DOB{i}"] = self.read_b_data[lo + i]
-            pins.update(i_CEA=self.read_en, i_WEA=0,
-                        i_CEB=self.write_en[0] | self.read_b_en, i_WEB=self.write_en[0])
-            m.submodules[f"block{block}"] = Instance(
+                    pins[f"o_DOB{i}"] = data[lo + i]
+                    pins[f"o_DOA{i}"] = data_b[lo + i]
+            pins.update(i_CEB=self.read_en, i_WEB=0, i_CEA=port_a_en, i_WEA=write_en)
+            m.submodules[f"rank{rank}_block{block}"] = Instance(
                 "DP16KD", p_DATA_WIDTH_A=bits, p_DATA_WIDTH_B=bits, p_REGMODE_A="NOREG",
-                p_REGMODE_B="NOREG", p_WRITEMODE_A="NORMAL", p_WRITEMODE_B="NORMAL",
-                p_CSDECODE_A="0b000", p_CSDECODE_B="0b000", p_GSR="DISABLED",
-                p_RESETMODE="SYNC", **pins)
-        return m
+                p_REGMODE_B="NOREG", p_WRITEMODE_A="READBEFOREWRITE",
+                p_WRITEMODE_B="READBEFOREWRITE", p_CSDECODE_A="0b000", p_CSDECODE_B="0b000",
+                p_GSR="DISABLED", p_RESETMODE="ASYNC", p_ASYNC_RESET_RELEASE="ASYNC",
+                p_CLKAMUX="CLKA", p_CLKBMUX="CLKB", **pins)
 
 
 class Buffer(wiring.Component):

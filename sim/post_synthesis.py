@@ -26,11 +26,13 @@ import subprocess
 import time
 from pathlib import Path
 
-from squeezefpga.boards.flow import core_rtlil, tool
+from squeezefpga.boards.flow import core_rtlil, resolve_board, tool
 from squeezefpga.errors import SimulationError, SqueezeFPGAError
 from squeezefpga.progress import Stage, emit
+from squeezefpga.sdram import SdramTiming
 
 from .build import build_board, cached_directory
+from .sdram_sim import board_verilog
 
 __all__ = ["MODELLED_CELLS", "MODELS_SOURCE", "POST_SYNTHESIS_FLAGS", "SYNTH_SCRIPT",
            "cell_library", "check_cells", "post_synthesis_board", "synthesize_netlist",
@@ -231,8 +233,16 @@ def post_synthesis_board(board="ulx3s-85f", lanes=8, progress=None):
         If the board is unknown or the lanes do not make a configuration.
     """
     emit(progress, Stage.SYNTH, f"elaborating the {board} core, {lanes} lanes")
-    netlist = synthesize_netlist(core_rtlil(board, lanes), progress=progress, language="rtlil")
+    config = resolve_board(board).config(lanes)
+    # A core with SDRAM is synthesised as the simulated board's core and gets the board's
+    # I/O registers and the simulated chip around it, as the RTL board does.
+    name = "sqz_core" if config.sdram_mhz else "top"
+    netlist = synthesize_netlist(core_rtlil(board, lanes, name=name), top=name,
+                                 progress=progress, language="rtlil")
     library = cell_library()
     check_cells(netlist, library)
-    return build_board(netlist + "\n" + library, cache_key_extra="post-synthesis",
-                       progress=progress, flags=POST_SYNTHESIS_FLAGS)
+    text = netlist + "\n" + library
+    if config.sdram_mhz:
+        text = board_verilog(text, SdramTiming.safe(config.sdram_mhz))
+    return build_board(text, cache_key_extra="post-synthesis", progress=progress,
+                       flags=POST_SYNTHESIS_FLAGS)

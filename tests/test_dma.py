@@ -13,6 +13,8 @@ from squeezefpga.blob_format import DMA_DESCRIPTOR, DMA_IN, DMA_OUT, DMA_WEIGHTS
 from squeezefpga.golden.tiled_program import Transfer
 from squeezefpga.hw.dma import DmaEngine
 
+from .fake_sdram import ByteMemory, controller
+
 LANES = 8
 ACT_BITS = 12                   # a 4 KiB activation buffer
 WORD_BITS = 9                   # a 2 KiB weight buffer
@@ -23,40 +25,13 @@ LATENCY = 7                     # the controller's read latency with the board's
 def reference(transfers, sdram, act, wbuf):
     """The bytes the transfers leave, as run_tiled_program moves them."""
     for t in transfers:
-        local = wbuf if t.kind == DMA_WEIGHTS else act
-        for s, l in t.runs():
-            if t.kind == DMA_OUT:
-                sdram[s: s + t.length] = act[l: l + t.length]
-            else:
-                local[l: l + t.length] = sdram[s: s + t.length]
+        t.apply(sdram, act, wbuf)
 
 
 def simulate(transfers, sdram, act, wbuf, seed):
     dut = DmaEngine(LANES, ACT_BITS, WORD_BITS)
     rng = random.Random(seed)
     state = {"done": False, "counted": []}
-
-    async def controller(ctx):
-        answers = []
-        cycle = 0
-        while True:
-            ready = rng.random() < 0.7
-            ctx.set(dut.sdram.requests.ready, ready)
-            due = bool(answers) and answers[0][0] == cycle
-            ctx.set(dut.sdram.responses.valid, due)
-            if due:
-                ctx.set(dut.sdram.responses.payload, answers.pop(0)[1])
-            _, _, valid, request = await ctx.tick().sample(dut.sdram.requests.valid,
-                                                           dut.sdram.requests.payload)
-            cycle += 1
-            if valid and ready:
-                at = 2 * request.address
-                if request.write:
-                    for byte in range(2):
-                        if request.mask >> byte & 1:
-                            sdram[at + byte] = request.data >> (8 * byte) & 0xFF
-                else:
-                    answers.append((cycle + LATENCY - 1, int(sdram[at]) | int(sdram[at + 1]) << 8))
 
     async def memories(ctx):
         pending = []                 # row reads: (cycle due, row)
@@ -109,7 +84,7 @@ def simulate(transfers, sdram, act, wbuf, seed):
 
     sim = Simulator(dut)
     sim.add_clock(1e-8)
-    sim.add_process(controller)
+    sim.add_process(controller(dut.sdram, ByteMemory(sdram), LATENCY, seed, 0.7))
     sim.add_process(memories)
     sim.add_testbench(bench)
     sim.run()

@@ -730,7 +730,9 @@ def test_reduced_network_on_the_synthesised_accelerator(tiny):  # noqa: F811
     blob, images = tiny
     executable = post_synthesis_board(BOARD, LANES)
     with BoardServer.launch(executable, timeout=60) as board:
-        with Device.open(board.url, timeout=60) as device:
+        # The netlist simulates at ~10,000 cycles/s and the board flushes its output every
+        # 16,384 cycles: a long reply comes in pieces seconds apart (frame_gap).
+        with Device.open(board.url, timeout=60, frame_gap=30) as device:
             assert device.info().lanes == LANES
             assert device.load_model(blob) is True
             for image in images:

@@ -2,13 +2,13 @@
 reference (``squeezefpga.sdram.reference_pattern_test``) on a memory with planted faults, behind a
 controller that is not always ready and answers reads a fixed number of cycles late."""
 
-import random
-
 import pytest
 from amaranth.sim import Simulator
 
 from squeezefpga.hw.sdram_test import SdramTester
 from squeezefpga.sdram import FaultyMemory, PatternResult, reference_pattern_test
+
+from .fake_sdram import controller
 
 LATENCY = 5                 # the controller's: CAS latency 3 + 2
 WORDS = 300                 # the whole-memory phases over this many words
@@ -17,27 +17,7 @@ WORDS = 300                 # the whole-memory phases over this many words
 def run_tester(memory, words, seed=1):
     """The tester's result on ``memory``, served by a fake controller."""
     dut = SdramTester()
-    rng = random.Random(seed)
     result = {}
-
-    async def controller(ctx):
-        answers = []                           # (cycle due, word)
-        cycle = 0
-        while True:
-            ready = rng.random() < 0.8
-            ctx.set(dut.sdram.requests.ready, ready)
-            due = answers and answers[0][0] == cycle
-            ctx.set(dut.sdram.responses.valid, bool(due))
-            if due:
-                ctx.set(dut.sdram.responses.payload, answers.pop(0)[1])
-            _, _, valid, request = await ctx.tick().sample(dut.sdram.requests.valid,
-                                                           dut.sdram.requests.payload)
-            cycle += 1
-            if valid and ready:
-                if request.write:
-                    memory.write(request.address, request.data, request.mask)
-                else:
-                    answers.append((cycle + LATENCY - 1, memory.read(request.address)))
 
     async def bench(ctx):
         ctx.set(dut.words, words)
@@ -52,7 +32,7 @@ def run_tester(memory, words, seed=1):
 
     sim = Simulator(dut)
     sim.add_clock(1e-8)
-    sim.add_process(controller)
+    sim.add_process(controller(dut.sdram, memory, LATENCY, seed, 0.8))
     sim.add_testbench(bench)
     sim.run()
     return result["value"]
