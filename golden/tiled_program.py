@@ -404,7 +404,8 @@ def build_tiled_program(program, activation_bytes=BOARD_ACTIVATION_BYTES,
         for tile in plan.tiles:
             if d.op == OP_CONV:
                 b.section(index, d, *tile.channels)
-    for chain in _chains(program, plans):
+    chains = [chain for chain in _chains(program, plans) if _fits(program, chain, budget)]
+    for chain in chains:
         for j in (*chain.producers, chain.consumer):
             for c0, c1 in _channel_groups(steps[j], budget):
                 b.section(j, steps[j], c0, c1)
@@ -415,7 +416,6 @@ def build_tiled_program(program, activation_bytes=BOARD_ACTIVATION_BYTES,
     src_sdram, dst_sdram, input_sdram, end = sdram_layout(program, at)
     index_of = {d.name: i for i, d in enumerate(steps)}
     ring = _Ring(budget.activation_bytes)
-    chains = _chains(program, plans)
     in_chain = {i: chain for chain in chains for i in chain.members}
     for index, (d, plan) in enumerate(zip(steps, plans)):
         if index in in_chain:
@@ -576,6 +576,15 @@ def _chains(program, plans):
             continue            # something else runs in between
         found.append(_Chain(tuple(producers), pool, s))
     return found
+
+
+def _fits(program, chain, budget):
+    """Whether one band of ``chain`` fits the buffers (else its steps run on their own)."""
+    try:
+        _chain_rows(program, chain, budget)
+    except TilingError:
+        return False
+    return True
 
 
 def _chain_band(program, chain, t0, t1):

@@ -193,8 +193,10 @@ class Accelerator(wiring.Component):
             c_write.en.eq(seq.layer_we),
             c_read.addr.eq(port.ctr_addr), c_read.en.eq(1),
             b_read.addr.eq(port.ctr_addr), b_read.en.eq(1),
-            port.ctr_data.eq(Cat(c_read.data, b_read.data)),
         ]
+        # The counters' block RAM output, registered (its clock-to-out is slow); the host
+        # port waits the cycle.
+        m.d.sync += port.ctr_data.eq(Cat(c_read.data, b_read.data))
         return m
 
     @staticmethod

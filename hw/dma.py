@@ -104,7 +104,8 @@ class DmaEngine(wiring.Component):
         last_word = (x.sdram + x.length - 1)[1:]
         with m.FSM():
             with m.State("IDLE"):
-                m.d.comb += self.idle.eq(~queue.r_rdy)
+                # A transfer queued a cycle ago counts (the queue's output is a cycle late).
+                m.d.comb += self.idle.eq(queue.level == 0)
                 with m.If(queue.r_rdy):
                     t = head.transfer
                     m.d.comb += queue.r_en.eq(1)

@@ -308,8 +308,12 @@ class HostPort(wiring.Component):
                                          asked.eq(~sdram_cmd | self.sdram.requests.ready)]
                     m.d.comb += self.ctr_addr.eq(ctr_entry)
                     m.d.sync += byte_sel.eq(at[:2])
-                    with m.If(asked):
+                    with m.If(asked & (code == Opcode.COUNTERS)):
+                        m.next = "COUNTER"
+                    with m.Elif(asked):
                         m.next = "ANSWER"
+            with m.State("COUNTER"):      # the counters' block RAM, then a register
+                m.next = "ANSWER"
             with m.State("ANSWER"):
                 with m.Switch(code):
                     with m.Case(Opcode.READ_ACT):

@@ -119,7 +119,7 @@ class Sequencer(wiring.Component):
                 with m.If((op == OP_DMA) & int(self.has_dma)):
                     m.d.comb += self.dma.valid.eq(1)
                     with m.If(self.dma.ready):
-                        m.next = "NEXT"
+                        m.next = "SETTLE"
                 with m.Elif((op == OP_DMA) | ~((op == OP_CONV) & supported_conv
                                                | (op == OP_MAXPOOL) | (op == OP_GLOBAL_SUM))):
                     m.d.sync += [self.error.eq(1), self.running.eq(0)]
@@ -142,7 +142,10 @@ class Sequencer(wiring.Component):
                 with m.If(self.pool_done):
                     m.next = "SETTLE"
             with m.State("SETTLE"):
-                with m.If(self.memory_idle):
+                # The run's last step also waits for its transfers to end: the run ends when
+                # they have, and its cycles are the step's.
+                drained = (self.dma_idle | (index + 1 != last)) if self.has_dma else 1
+                with m.If(self.memory_idle & drained):
                     m.next = "NEXT"
             with m.State("NEXT"):
                 m.d.comb += self.layer_we.eq(1)
@@ -151,9 +154,6 @@ class Sequencer(wiring.Component):
                 with m.If(index + 1 < last):
                     m.next = "FETCH"
                 with m.Else():
-                    m.next = "DRAIN"
-            with m.State("DRAIN"):        # the run's last transfers end before it does
-                with m.If(self.dma_idle if self.has_dma else 1):
                     m.d.sync += self.running.eq(0)
                     m.next = "IDLE"
         return m
