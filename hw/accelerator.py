@@ -146,7 +146,7 @@ class Accelerator(wiring.Component):
             wiring.connect(m, act_writes.memory, act.write)
         else:
             self._dma_writes(m, act_writes.memory, dma, act)
-            wiring.connect(m, dma.act_row, act.row)
+            wiring.connect(m, dma.act_pair, act.pair)
         m.d.comb += [act_reads.select.eq(owner), act_writes.select.eq(owner),
                      seq.memory_idle.eq(act.write_idle)]
 

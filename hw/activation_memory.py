@@ -5,7 +5,7 @@ from amaranth import Cat, Const, Module, Mux, Signal
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
-from .ports import ReadSignature, RowReadSignature, WriteSignature, delay, replicate
+from .ports import PairReadSignature, ReadSignature, WriteSignature, delay, replicate
 from .ram import Ram
 
 __all__ = ["ActivationMemory", "rotate_stages", "ROTATE_LEVELS_PER_STAGE", "FANOUT"]
@@ -70,7 +70,8 @@ class ActivationMemory(wiring.Component):
     tag_bits : int
         Width of the readers' tags.
     rows : bool
-        Also read whole aligned rows on the banks' write port, for the DMA engine.
+        Also read two consecutive bytes at a time on the banks' write port, for the DMA
+        engine.
 
     Members
     -------
@@ -82,9 +83,12 @@ class ActivationMemory(wiring.Component):
         The write given now is the DMA engine's: ``write_idle`` does not wait for it.
     write_idle : Out(1)
         No write of the units is in flight: a read now sees every write they gave before.
-    row : In(RowReadSignature)
-        (With ``rows``.) Bank b of row ``row`` is byte ``row * lanes + b``: granted on a cycle
-        no write reaches the banks, answered two cycles later.
+    pair : In(PairReadSignature)
+        (With ``rows``.) The bytes at ``addr`` and ``addr + 1``: a request is taken into a
+        register, granted on a cycle no write reaches the banks, answered in order
+        :attr:`pair_latency` cycles after the grant. Each group of FANOUT banks picks its
+        bytes and registers them; only the groups' 16-bit picks travel to the reader, not a
+        row of every bank.
     """
 
     def __init__(self, lanes, size, tag_bits=1, rows=False):
@@ -103,8 +107,9 @@ class ActivationMemory(wiring.Component):
             "write_dma": In(1), "write_idle": Out(1),
         }
         if rows:
-            shift = (lanes - 1).bit_length()
-            members["row"] = In(RowReadSignature(self.addr_bits - shift, 8 * lanes))
+            members["pair"] = In(PairReadSignature(self.addr_bits))
+        #: Cycles from a pair read's grant to its answer: block RAM, group pick, merge.
+        self.pair_latency = 3
         super().__init__(members)
 
     def _rows(self, m, addr, name, banks=None):
@@ -173,17 +178,17 @@ class ActivationMemory(wiring.Component):
         en = delay(m, before, 1, "wr_en_rot_last")
         grants = None
         if self.rows:
-            grants, row = self._row_requests(m, platform, before, en)
+            grants, pair_rows = self._pair_requests(m, platform, before, en)
         for b, bank in enumerate(banks):
             if grants is None:
                 m.d.comb += bank.write_addr.eq(rows[b])
             else:
                 g = b // FANOUT
-                m.d.comb += [bank.write_addr.eq(Mux(grants[g], row[g], rows[b])),
+                m.d.comb += [bank.write_addr.eq(Mux(grants[g], pair_rows[b], rows[b])),
                              bank.read_b_en.eq(grants[g])]
             m.d.comb += [bank.write_data.eq(lanes[b][:8]), bank.write_en.eq(en & lanes[b][8])]
         if self.rows:
-            self._row_answers(m, platform, banks, grants)
+            self._pair_answers(m, platform, banks, grants)
         unit = w.en & ~self.write_dma
         unit_en = delay(m, unit, 1, "wr_unit")
         in_flight = [unit, unit_en] + [delay(m, unit_en, i, f"wr_flight{i}")
@@ -191,37 +196,66 @@ class ActivationMemory(wiring.Component):
         m.d.comb += self.write_idle.eq(~Cat(*in_flight).any())
         return m
 
-    def _row_requests(self, m, platform, before, writing):
-        """A row request is taken into a register (``ready`` while it is empty) and granted
-        on a cycle no write reaches the banks. The request, and whether a write reaches the
-        banks, have one copy per FANOUT banks, so no register drives every bank's address.
-
-        Returns (grant of each group of banks, the row for each group)."""
-        r = self.row
-        n = self.lanes
+    def _pair_requests(self, m, platform, before, writing):
+        """A pair request is taken into registers (``ready`` while they are free): each bank
+        of each group its row for the request (the row of ``addr``, or the next one below its
+        offset), and each group whether a write reaches the banks. It is granted on a cycle
+        none does. Returns (grant of each group, the row of each bank)."""
+        r = self.pair
+        n, shift = self.lanes, (self.lanes - 1).bit_length()
         groups = -(-n // FANOUT)
-        pending, row = Signal(name="row_pending"), Signal(len(r.row), name="row_asked")
+        pending = Signal(name="pair_pending")
         grant = Signal()
-        m.d.comb += [r.ready.eq(~pending), grant.eq(pending & ~writing)]
-        take = r.en & ~pending
+        # A request may be taken in the cycle the one before is granted: one pair a cycle.
+        take = r.en & (~pending | grant)
+        m.d.comb += [r.ready.eq(~pending | grant), grant.eq(pending & ~writing)]
         next_pending = Mux(take, 1, Mux(grant, 0, pending))
-        next_row = Mux(take, r.row, row)
-        m.d.sync += [pending.eq(next_pending), row.eq(next_row)]
-        pendings = replicate(m, platform, next_pending, groups, "row_pending")
-        rows = replicate(m, platform, next_row, groups, "row_asked")
-        writes = replicate(m, platform, before, groups, "row_writing")
-        grants = [Signal(name=f"row_grant{g}") for g in range(groups)]
+        m.d.sync += pending.eq(next_pending)
+        pendings = replicate(m, platform, next_pending, groups, "pair_pending")
+        writes = replicate(m, platform, before, groups, "pair_writing")
+        grants = [Signal(name=f"pair_grant{g}") for g in range(groups)]
         m.d.comb += [grants[g].eq(pendings[g] & ~writes[g]) for g in range(groups)]
+        # The rows, loaded when the request is taken (one incrementer per group).
+        row, offset = r.addr[shift:], r.addr[:shift]
+        rows = []
+        for g in range(groups):
+            row1 = Signal(len(row), name=f"pair_row1_{g}")
+            m.d.comb += row1.eq(row + 1)
+            for b in range(g * FANOUT, min(n, (g + 1) * FANOUT)):
+                reg = Signal(len(row), name=f"pair_row{b}")
+                with m.If(take):
+                    m.d.sync += reg.eq(Mux(b < offset, row1, row) if b < n - 1 else row)
+                rows.append(reg)
+        # Which byte of the pair each group answers: its offset, kept with the request.
+        self._pair_offset = Signal(shift, name="pair_offset")
+        with m.If(take):
+            m.d.sync += self._pair_offset.eq(offset)
         self._grant = grant
         return grants, rows
 
-    def _row_answers(self, m, platform, banks, grants):
-        """The granted row, registered, then given with ``valid`` two cycles after."""
-        r = self.row
+    def _pair_answers(self, m, platform, banks, grants):
+        """Each group picks, from its banks' second port, the pair's low byte (bank offset)
+        and high byte (bank offset + 1) if it holds them, registered; the groups' picks are
+        merged (each is zero unless it holds the byte) and registered again."""
+        n, shift = self.lanes, (self.lanes - 1).bit_length()
         groups = len(grants)
-        answered = [delay(m, grant, 1, f"row_read{g}") for g, grant in enumerate(grants)]
-        data = Signal(8 * self.lanes, name="row_data")
-        for b, bank in enumerate(banks):
-            with m.If(answered[b // FANOUT]):
-                m.d.sync += data[8 * b: 8 * b + 8].eq(bank.read_b_data)
-        m.d.comb += [r.data.eq(data), r.valid.eq(delay(m, self._grant, 2, "row_valid"))]
+        offsets = [delay(m, self._pair_offset, 1, f"pair_offset{g}") for g in range(groups)]
+        picks = []
+        for g in range(groups):
+            lo, hi = Signal(8, name=f"pair_lo{g}"), Signal(8, name=f"pair_hi{g}")
+            members = range(g * FANOUT, min(n, (g + 1) * FANOUT))
+            m.d.sync += [lo.eq(0), hi.eq(0)]
+            for b in members:
+                with m.If(offsets[g] == b):
+                    m.d.sync += lo.eq(banks[b].read_b_data)
+                with m.If(offsets[g] == (b - 1) % n):
+                    m.d.sync += hi.eq(banks[b].read_b_data)
+            picks.append(Cat(lo, hi))
+        data = Signal(16, name="pair_data")
+        merged = picks[0]
+        for pick in picks[1:]:
+            merged = merged | pick
+        m.d.sync += data.eq(merged)
+        r = self.pair
+        m.d.comb += [r.data.eq(data), r.valid.eq(delay(m, self._grant, self.pair_latency,
+                                                        "pair_valid"))]

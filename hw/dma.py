@@ -8,16 +8,15 @@ computations.
   sixteen at least.
 - SDRAM -> weight buffer (``DMA_WEIGHTS``): the same into half a 32-bit word (weight sections
   and their places are 4-byte aligned).
-- Activation buffer -> SDRAM (``DMA_OUT``): whole rows of the buffer (``lanes`` bytes at an
-  aligned address, read on the banks' second port, no rotation) into a two-row window, from
-  which each SDRAM word takes the two bytes it needs, whatever the parity of the two
-  addresses.
+- Activation buffer -> SDRAM (``DMA_OUT``): the two bytes each SDRAM word takes, read from
+  the buffer's banks on their second port (each group of banks picks its byte and only the
+  picks travel), whatever the parity of either address.
 
 Every run's first and last word may be half used (odd addresses and lengths): the byte masks
 say which half.
 """
 
-from amaranth import Array, Cat, Module, Mux, Signal
+from amaranth import Cat, Module, Mux, Signal
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.fifo import SyncFIFOBuffered
 from amaranth.lib.wiring import In, Out
@@ -25,7 +24,7 @@ from amaranth.lib.wiring import In, Out
 from squeezefpga.blob_format import DMA_OUT, DMA_WEIGHTS
 from squeezefpga.sdram import ADDRESS_BITS, WORD_BITS
 
-from .ports import RowReadSignature, WriteSignature
+from .ports import PairReadSignature, WriteSignature
 from .sdram import SdramPort
 from .sequencer import DmaCommand
 
@@ -62,7 +61,8 @@ class DmaEngine(wiring.Component):
     sdram : Out(SdramPort())
     act_write : Out(WriteSignature); act_write_ready : In(1)
         The activation buffer's write port, which the units leave free when ready.
-    act_row : Out(RowReadSignature)
+    act_pair : Out(PairReadSignature)
+        Two bytes of the activation buffer at a time, read on the banks' second port.
     weights_write : Out(WriteSignature)
     counted, counted_step : Out; counted_bytes : Out(32)
         A transfer has ended: the program step it was and the bytes it moved.
@@ -72,14 +72,13 @@ class DmaEngine(wiring.Component):
         if lanes & (lanes - 1) or lanes < 4:
             raise ValueError(f"lanes must be a power of two from 4, not {lanes}")
         self.lanes, self.act_bits = lanes, act_bits
-        self.shift = (lanes - 1).bit_length()
         super().__init__({
             "commands": In(stream.Signature(DmaCommand(16))),
             "clear": In(1), "done": Out(16), "idle": Out(1),
             "sdram": Out(SdramPort()),
             "act_write": Out(WriteSignature(act_bits, 8 * lanes, lanes)),
             "act_write_ready": In(1),
-            "act_row": Out(RowReadSignature(act_bits - self.shift, 8 * lanes)),
+            "act_pair": Out(PairReadSignature(act_bits)),
             "weights_write": Out(WriteSignature(weight_word_bits, 32, 4)),
             "counted": Out(1), "counted_step": Out(16), "counted_bytes": Out(32),
         })
@@ -97,8 +96,7 @@ class DmaEngine(wiring.Component):
             m.d.sync += self.done.eq(0)
         with m.Elif(self.counted):
             m.d.sync += self.done.eq(self.done + 1)
-        reads_idle = self._reads(m, x)
-        self._writes(m, x)
+        reads_idle = self._moves(m, x)
 
         first_word = x.sdram[1:]
         last_word = (x.sdram + x.length - 1)[1:]
@@ -115,7 +113,7 @@ class DmaEngine(wiring.Component):
                                  x.l_stride.eq(t.local_stride), x.moved.eq(0)]
                     m.next = "RUN"
             with m.State("RUN"):
-                # A run: its words, and where the first word's low byte goes on chip (one
+                # A run: its words, and where the first word's low byte is on chip (one
                 # before the run's first byte if it starts on an odd SDRAM byte).
                 with m.If((x.runs == 0) | (x.length == 0)):
                     m.next = "FINISH"
@@ -123,21 +121,10 @@ class DmaEngine(wiring.Component):
                     m.d.sync += [x.word.eq(first_word), x.last.eq(last_word),
                                  x.at.eq(x.local - x.sdram[0]), x.start.eq(x.sdram),
                                  x.end.eq(x.sdram + x.length)]
-                    with m.If(x.kind == DMA_OUT):
-                        m.d.comb += self._window_start.eq(1)
-                        m.next = "OUT"
-                    with m.Else():
-                        m.next = "IN"
-            with m.State("IN"):
+                    m.next = "ISSUE"
+            with m.State("ISSUE"):
                 m.d.comb += x.reading.eq(1)
                 with m.If(self._issued_last):
-                    m.next = "NEXT_RUN"
-            with m.State("OUT"):
-                m.d.comb += x.out_active.eq(1)
-                with m.If(self._sent_last):
-                    m.next = "OUT_END"
-            with m.State("OUT_END"):         # a row read still coming back is not the next's
-                with m.If(~self._row_asked):
                     m.next = "NEXT_RUN"
             with m.State("NEXT_RUN"):
                 m.d.sync += [x.runs.eq(x.runs - 1), x.moved.eq(x.moved + x.length),
@@ -150,105 +137,62 @@ class DmaEngine(wiring.Component):
                     m.next = "IDLE"
         return m
 
-    # -- SDRAM -> buffers ----------------------------------------------------------------------
-
-    def _reads(self, m, x):
-        """Issue the run's reads (state IN) with a tag each; write the answers as they come
-        (the write port permitting). Returns a signal: no read is in flight."""
+    def _moves(self, m, x):
+        """The words of a run are read one by one with a tag each (state ISSUE): from the
+        SDRAM for a transfer into a buffer, as byte pairs from the activation buffer for one
+        out of it. Their answers, in order, are written where they go: two bytes into the
+        activation buffer (when the units leave its write port free), half a word of the
+        weight buffer, or a word of the SDRAM. Returns a signal: nothing is in flight."""
         self._issued_last = Signal()
-        m.submodules.tags = tags = SyncFIFOBuffered(width=_Tag.size, depth=READS_IN_FLIGHT + 2)
-        m.submodules.answers = answers = SyncFIFOBuffered(width=WORD_BITS,
-                                                          depth=READS_IN_FLIGHT + 2)
-        in_flight = Signal(range(READS_IN_FLIGHT + 2))
-        issuing = Signal()
+        depth = READS_IN_FLIGHT + 2
+        m.submodules.tags = tags = SyncFIFOBuffered(width=_Tag.size, depth=depth)
+        m.submodules.answers = answers = SyncFIFOBuffered(width=WORD_BITS, depth=depth)
+        in_flight = Signal(range(depth + 1))
+        out = x.kind == DMA_OUT
+        request, pair = self.sdram.requests, self.act_pair
         tag = Signal(_Tag)
-        request = self.sdram.requests
-        m.d.comb += [
-            tag.at.eq(x.at),
-            tag.lo.eq(Cat(0, x.word) >= x.start), tag.hi.eq(Cat(1, x.word) < x.end),
-            tags.w_data.eq(tag),
-            issuing.eq(x.reading & (in_flight < READS_IN_FLIGHT) & tags.w_rdy),
-            answers.w_en.eq(self.sdram.responses.valid),
-            answers.w_data.eq(self.sdram.responses.payload),
-        ]
-        with m.If(x.reading):
-            m.d.comb += [request.valid.eq(issuing), request.payload.address.eq(x.word),
-                         request.payload.write.eq(0), tags.w_en.eq(issuing & request.ready)]
-            with m.If(issuing & request.ready):
-                m.d.sync += [x.word.eq(x.word + 1), x.at.eq(x.at + 2)]
-                m.d.comb += self._issued_last.eq(x.word == x.last)
-        # An answer and its tag: two bytes at tag.at, on chip.
+        # Out of the buffer the tag carries the SDRAM word, into it the local address.
+        m.d.comb += [tag.at.eq(Mux(out, x.word, x.at)),
+                     tag.lo.eq(Cat(0, x.word) >= x.start), tag.hi.eq(Cat(1, x.word) < x.end),
+                     tags.w_data.eq(tag)]
+        room = x.reading & (in_flight < READS_IN_FLIGHT) & tags.w_rdy
+        taken = Signal()
+        with m.If(out):
+            m.d.comb += [pair.en.eq(room), pair.addr.eq(x.at), taken.eq(room & pair.ready),
+                         answers.w_en.eq(pair.valid), answers.w_data.eq(pair.data)]
+        with m.Else():
+            m.d.comb += [request.valid.eq(room), request.payload.address.eq(x.word),
+                         request.payload.write.eq(0), taken.eq(room & request.ready),
+                         answers.w_en.eq(self.sdram.responses.valid),
+                         answers.w_data.eq(self.sdram.responses.payload)]
+        m.d.comb += tags.w_en.eq(taken)
+        with m.If(taken):
+            m.d.sync += [x.word.eq(x.word + 1), x.at.eq(x.at + 2)]
+            m.d.comb += self._issued_last.eq(x.word == x.last)
+        # An answer and its tag: written where they go.
         head = data.View(_Tag, tags.r_data)
-        pair = answers.r_data
+        word = answers.r_data
         both = tags.r_rdy & answers.r_rdy
-        weights = x.kind == DMA_WEIGHTS
-        w = self.act_write
-        ww = self.weights_write
+        w, ww = self.act_write, self.weights_write
         m.d.comb += [
-            w.addr.eq(head.at), w.data.eq(pair), w.mask.eq(Cat(head.lo, head.hi)),
-            ww.addr.eq(head.at[2:]), ww.data.eq(Cat(pair, pair)),
+            w.addr.eq(head.at), w.data.eq(word), w.mask.eq(Cat(head.lo, head.hi)),
+            ww.addr.eq(head.at[2:]), ww.data.eq(Cat(word, word)),
             ww.mask.eq(Mux(head.at[1], Cat(0, 0, head.lo, head.hi), Cat(head.lo, head.hi))),
         ]
-        taken = Signal()
-        with m.If(both & weights):
-            m.d.comb += [ww.en.eq(1), taken.eq(1)]
+        written = Signal()
+        with m.If(both & out):
+            m.d.comb += [request.valid.eq(1), request.payload.write.eq(1),
+                         request.payload.address.eq(head.at),
+                         request.payload.data.eq(word),
+                         request.payload.mask.eq(Cat(head.lo, head.hi)),
+                         written.eq(request.ready)]
+        with m.Elif(both & (x.kind == DMA_WEIGHTS)):
+            m.d.comb += [ww.en.eq(1), written.eq(1)]
         with m.Elif(both):
-            m.d.comb += [w.en.eq(1), taken.eq(self.act_write_ready)]
-        m.d.comb += [tags.r_en.eq(taken), answers.r_en.eq(taken)]
-        m.d.sync += in_flight.eq(in_flight + (issuing & request.ready & x.reading) - taken)
+            m.d.comb += [w.en.eq(1), written.eq(self.act_write_ready)]
+        m.d.comb += [tags.r_en.eq(written), answers.r_en.eq(written)]
+        m.d.sync += in_flight.eq(in_flight + taken - written)
         return (in_flight == 0) & ~tags.r_rdy
-
-    # -- activation buffer -> SDRAM ------------------------------------------------------------
-
-    def _writes(self, m, x):
-        """State OUT: rows into a two-row window; each SDRAM word takes its two bytes from
-        it."""
-        n = self.lanes
-        self._window_start = Signal()
-        self._sent_last = Signal()
-        rows = [Array(Signal(8, name=f"window{r}_{b}") for b in range(n)) for r in range(2)]
-        r0, r1 = rows
-        have = Signal(2)                      # R0, R1 hold their rows
-        row = Signal(self.act_bits - self.shift)      # the row to ask for next
-        asked, filling = Signal(), Signal()   # a row read in flight, and into which slot
-        self._row_asked = asked
-        p = Signal(self.shift)                # R0's byte of the next word's low byte
-        rr = self.act_row
-        with m.If(self._window_start):
-            start = x.local - x.sdram[0]
-            m.d.sync += [row.eq(start[self.shift:]), p.eq(start[:self.shift]), have.eq(0),
-                         asked.eq(0)]
-        # Ask for the next row whenever a slot is free and no read is in flight.
-        want = x.out_active & ~asked & ~have[1]
-        m.d.comb += [rr.row.eq(row), rr.en.eq(want)]
-        with m.If(want & rr.ready):
-            m.d.sync += [asked.eq(1), filling.eq(have[0]), row.eq(row + 1)]
-        with m.If(rr.valid & asked):
-            m.d.sync += asked.eq(0)
-            with m.If(~filling):
-                m.d.sync += [r0[b].eq(rr.data[8 * b: 8 * b + 8]) for b in range(n)]
-                m.d.sync += have[0].eq(1)
-            with m.Else():
-                m.d.sync += [r1[b].eq(rr.data[8 * b: 8 * b + 8]) for b in range(n)]
-                m.d.sync += have[1].eq(1)
-
-        request = self.sdram.requests
-        lo = r0[p]
-        hi = Mux(p == n - 1, r1[0], r0[(p + 1)[:self.shift]])
-        crossing = p >= n - 2
-        ready = have[0] & (have[1] | ~crossing)
-        with m.If(x.out_active):
-            m.d.comb += [request.valid.eq(ready), request.payload.write.eq(1),
-                         request.payload.address.eq(x.word),
-                         request.payload.data.eq(Cat(lo, hi)),
-                         request.payload.mask.eq(Cat(Cat(0, x.word) >= x.start,
-                                                     Cat(1, x.word) < x.end))]
-            with m.If(ready & request.ready):
-                m.d.sync += [x.word.eq(x.word + 1), p.eq(p + 2)]
-                m.d.comb += self._sent_last.eq(x.word == x.last)
-                with m.If(crossing):         # R0 is used up: R1 moves in
-                    m.d.sync += [r0[b].eq(r1[b]) for b in range(n)]
-                    m.d.sync += have.eq(0b01)
 
 
 class _Transfer:
@@ -266,4 +210,4 @@ class _Transfer:
         self.at = Signal(32, name="at")
         self.start = Signal(ADDRESS_BITS + 1, name="run_start")
         self.end = Signal(ADDRESS_BITS + 2, name="run_end")
-        self.reading, self.out_active = Signal(name="reading"), Signal(name="out_active")
+        self.reading = Signal(name="reading")

@@ -10,7 +10,7 @@ from amaranth import Cat, ClockSignal, Const, Instance, Module, Signal
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
-__all__ = ["ReadSignature", "WriteSignature", "RowReadSignature", "delay", "replicate",
+__all__ = ["ReadSignature", "WriteSignature", "PairReadSignature", "delay", "replicate",
            "ReadShare", "WriteShare"]
 
 
@@ -39,13 +39,13 @@ def WriteSignature(addr_bits, data_bits, mask_bits=1):
     })
 
 
-def RowReadSignature(row_bits, data_bits):
-    """An aligned row of the banked activation memory, read on its banks' write port (from
-    the reader's side): ``en`` with ``row`` until ``ready``; ``valid`` with ``data`` later,
-    in order. No rotation: byte b of the row is bank b's."""
+def PairReadSignature(addr_bits):
+    """Two consecutive bytes of the banked activation memory, read on its banks' write port
+    (from the reader's side): ``en`` with ``addr`` until ``ready``; ``valid`` with ``data``
+    (byte ``addr`` low, ``addr + 1`` high) later, in order."""
     return wiring.Signature({
-        "row": Out(row_bits), "en": Out(1), "ready": In(1),
-        "data": In(data_bits), "valid": In(1),
+        "addr": Out(addr_bits), "en": Out(1), "ready": In(1),
+        "data": In(16), "valid": In(1),
     })
 
 

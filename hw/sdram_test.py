@@ -97,12 +97,22 @@ class SdramTester(wiring.Component):
             m.d.sync += [failed.eq(1), self.result.address.eq(expect_address),
                          self.result.expected.eq(expect_word), self.result.read.eq(answer)]
 
+        # Down-counters and a count of reads in flight: the end of a pass is a register
+        # reaching 1 or 0, not a 25-bit compare of two counters.
+        left = Signal(ADDRESS_BITS + 1)        # items of this pass still to request
+        outstanding = Signal(range(64))        # reads requested, not yet answered
+        taken = self.sdram.requests.valid & self.sdram.requests.ready
+        m.d.sync += outstanding.eq(outstanding + (taken & reading)
+                                   - self.sdram.responses.valid)
+        next_count = Mux(phase == 0, ADDRESS_ITEMS, words)     # the next phase's items
+
         with m.FSM():
             with m.State("IDLE"):
                 with m.If(self.start):
                     m.d.sync += [self.busy.eq(1), phase.eq(0), issued.eq(0), reading.eq(0),
                                  checked.eq(0), failed.eq(0), self.result.passed.eq(0),
-                                 words.eq(Mux(self.words == 0, 1, self.words))]
+                                 words.eq(Mux(self.words == 0, 1, self.words)),
+                                 left.eq(DATA_ITEMS)]
                     m.next = "ISSUE"
             with m.State("ISSUE"):
                 m.d.comb += self.sdram.requests.valid.eq(~failed)
@@ -112,25 +122,24 @@ class SdramTester(wiring.Component):
                     # The data bus: each pattern written, then read back, at address 0.
                     m.d.sync += reading.eq(~reading)
                     with m.If(reading):
-                        m.d.sync += issued.eq(issued + 1)
-                        with m.If(issued + 1 == count):
+                        m.d.sync += [issued.eq(issued + 1), left.eq(left - 1)]
+                        with m.If(left == 1):
                             m.next = "DRAIN"
                 with m.Elif(self.sdram.requests.ready):
-                    m.d.sync += issued.eq(issued + 1)
-                    with m.If(issued + 1 == count):
+                    m.d.sync += [issued.eq(issued + 1), left.eq(left - 1)]
+                    with m.If(left == 1):
                         m.d.sync += issued.eq(0)
                         with m.If(~reading):
-                            m.d.sync += [reading.eq(1), checked.eq(0)]
+                            m.d.sync += [reading.eq(1), checked.eq(0), left.eq(count)]
                         with m.Else():
                             m.next = "DRAIN"
             with m.State("DRAIN"):             # every answer of the pass back and compared
-                with m.If(failed & ~answer_valid & (checked == issued) | (checked == count)
-                          & ~answer_valid):
+                with m.If(~answer_valid & (outstanding == 0) & ~self.sdram.responses.valid):
                     with m.If(failed | (phase == len(PATTERN_PHASES) - 1)):
                         m.d.sync += [self.busy.eq(0), self.result.passed.eq(~failed)]
                         m.next = "IDLE"
                     with m.Else():
                         m.d.sync += [phase.eq(phase + 1), reading.eq(0), issued.eq(0),
-                                     checked.eq(0)]
+                                     checked.eq(0), left.eq(next_count)]
                         m.next = "ISSUE"
         return m

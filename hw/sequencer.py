@@ -1,5 +1,7 @@
 """Fire sequencer: walks the layer program in the weight buffer and runs it step by step."""
 
+from types import SimpleNamespace
+
 from amaranth import Array, Cat, Module, Signal
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
@@ -90,7 +92,11 @@ class Sequencer(wiring.Component):
         m.d.comb += [self.dma.payload.transfer.eq(self.words), self.dma.payload.step.eq(index)]
         supported_conv = (stride == 1) & ((pad == 0) | (pad == 1) & ((kernel == 1)
                                                                       | (kernel == 3)))
-        ready = self.dma_done >= desc.wait        # the transfers it waits for have ended
+        # The transfers it waits for have ended (registered: a cycle late at most).
+        ready = Signal()
+        m.d.sync += ready.eq(self.dma_done >= desc.wait)
+        kind = SimpleNamespace(dma=Signal(name="is_dma"), conv=Signal(name="is_conv"),
+                               pool=Signal(name="is_pool"), known=Signal(name="is_known"))
 
         with m.FSM():
             with m.State("IDLE"):
@@ -113,28 +119,39 @@ class Sequencer(wiring.Component):
                     m.d.sync += [words[self.mem.rtag].eq(self.mem.data), got.eq(got + 1)]
                 with m.Elif(got == DESCRIPTOR_WORDS):
                     m.next = "DECODE"
-            with m.State("DECODE"):       # the units' copy of the descriptor is registered
+            with m.State("DECODE"):
+                # What the step is, decided into registers (the units' copy of the descriptor
+                # is registered meanwhile): DISPATCH acts on registers only.
+                m.d.sync += [kind.dma.eq(op == OP_DMA), kind.conv.eq(op == OP_CONV),
+                             kind.pool.eq((op == OP_MAXPOOL) | (op == OP_GLOBAL_SUM)),
+                             kind.known.eq((op == OP_DMA) & int(self.has_dma)
+                                           | (op == OP_CONV) & supported_conv
+                                           | (op == OP_MAXPOOL) | (op == OP_GLOBAL_SUM)),
+                             self.pool_global_sum.eq(op == OP_GLOBAL_SUM)]
                 m.next = "DISPATCH"
             with m.State("DISPATCH"):
-                with m.If((op == OP_DMA) & int(self.has_dma)):
+                with m.If(~kind.known):
+                    m.d.sync += [self.error.eq(1), self.running.eq(0)]
+                    m.next = "IDLE"
+                with m.Elif(kind.dma):
                     m.d.comb += self.dma.valid.eq(1)
                     with m.If(self.dma.ready):
                         m.next = "SETTLE"
-                with m.Elif((op == OP_DMA) | ~((op == OP_CONV) & supported_conv
-                                               | (op == OP_MAXPOOL) | (op == OP_GLOBAL_SUM))):
-                    m.d.sync += [self.error.eq(1), self.running.eq(0)]
-                    m.next = "IDLE"
                 with m.Elif(~ready):
                     m.d.sync += stall.eq(stall + 1)
-                with m.Elif(op == OP_CONV):
-                    m.d.comb += self.conv_start.eq(1)
+                with m.Elif(kind.conv):
                     m.d.sync += self.use_pool.eq(0)
-                    m.next = "CONV"
+                    m.next = "START_CONV"
                 with m.Else():
-                    m.d.comb += self.pool_start.eq(1)
-                    m.d.sync += [self.use_pool.eq(1),
-                                 self.pool_global_sum.eq(op == OP_GLOBAL_SUM)]
-                    m.next = "POOL"
+                    m.d.sync += self.use_pool.eq(1)
+                    m.next = "START_POOL"
+            # A unit is started from a state of its own: its start comes from a register.
+            with m.State("START_CONV"):
+                m.d.comb += self.conv_start.eq(1)
+                m.next = "CONV"
+            with m.State("START_POOL"):
+                m.d.comb += self.pool_start.eq(1)
+                m.next = "POOL"
             with m.State("CONV"):
                 with m.If(self.conv_done):
                     m.next = "SETTLE"

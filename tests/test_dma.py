@@ -1,6 +1,6 @@
 """The DMA engine (hw/dma.py) in Amaranth's simulator, as a function against its reference:
 the transfers of golden/tiled_program.py (``run_tiled_program`` moves the same bytes), with a
-controller that is not always ready, a write port the units take one cycle in three, and row
+controller that is not always ready, a write port the units take one cycle in three, and pair
 reads that are not granted at once."""
 
 import random
@@ -34,26 +34,25 @@ def simulate(transfers, sdram, act, wbuf, seed):
     state = {"done": False, "counted": []}
 
     async def memories(ctx):
-        pending = []                 # row reads: (cycle due, row)
+        pending = []                 # pair reads: (cycle due, address)
         cycle = 0
         while True:
             units = rng.random() < 0.33           # the units write this cycle
             ctx.set(dut.act_write_ready, not units)
             grant = rng.random() < 0.6
-            ctx.set(dut.act_row.ready, grant)
+            ctx.set(dut.act_pair.ready, grant)
             due = bool(pending) and pending[0][0] == cycle
-            ctx.set(dut.act_row.valid, due)
+            ctx.set(dut.act_pair.valid, due)
             if due:
-                row = pending.pop(0)[1]
-                base = (row * LANES) % act.size
-                ctx.set(dut.act_row.data, int.from_bytes(bytes(act[base: base + LANES]),
-                                                         "little"))
+                at = pending.pop(0)[1]
+                ctx.set(dut.act_pair.data, int(act[at % act.size])
+                        | int(act[(at + 1) % act.size]) << 8)
             sampled = await ctx.tick().sample(
                 dut.act_write.en, dut.act_write.addr, dut.act_write.data, dut.act_write.mask,
-                dut.act_row.en, dut.act_row.row, dut.weights_write.en,
+                dut.act_pair.en, dut.act_pair.addr, dut.weights_write.en,
                 dut.weights_write.addr, dut.weights_write.data, dut.weights_write.mask,
                 dut.counted, dut.counted_step, dut.counted_bytes)
-            (en, addr, wdata, mask, row_en, row, w_en, w_addr, w_data, w_mask,
+            (en, addr, wdata, mask, pair_en, pair_at, w_en, w_addr, w_data, w_mask,
              counted, step, moved) = sampled[2:]
             cycle += 1
             if en and not units:
@@ -64,8 +63,8 @@ def simulate(transfers, sdram, act, wbuf, seed):
                 for byte in range(4):
                     if w_mask >> byte & 1:
                         wbuf[4 * w_addr + byte] = w_data >> (8 * byte) & 0xFF
-            if row_en and grant:
-                pending.append((cycle + 1, row))
+            if pair_en and grant:
+                pending.append((cycle + 2, pair_at))
             if counted:
                 state["counted"].append((step, moved))
 

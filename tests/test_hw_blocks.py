@@ -353,3 +353,56 @@ def test_activation_memory_reads_and_writes_any_address(lanes, rng):
     for (tag, value), addr in zip(answers, reads):
         got = value.to_bytes(lanes, "little")
         assert got == model[addr:addr + lanes].tobytes(), f"read at {addr}"
+
+
+@pytest.mark.parametrize("lanes", [8, 16])
+def test_activation_memory_pair_reads(lanes, rng):
+    """The DMA engine's pair reads on the banks' second port, at every kind of address (a
+    bank's last byte and the next row's first among them), while wide writes keep taking
+    the port: each answer is the two bytes the flat array holds there, in order."""
+    from squeezefpga.hw.activation_memory import ActivationMemory
+    size = 32 * lanes
+    dut = ActivationMemory(lanes, size, rows=True)
+    model = rng.integers(0, 256, size, dtype=np.uint8)
+    pairs = [int(a) for a in rng.integers(0, size - 1, 300)] + [lanes - 1, 2 * lanes - 1]
+    answers = []
+
+    async def fill(ctx):
+        for at in range(0, size, lanes):
+            ctx.set(dut.write.addr, at)
+            ctx.set(dut.write.data, int.from_bytes(model[at:at + lanes].tobytes(), "little"))
+            ctx.set(dut.write.mask, (1 << lanes) - 1)
+            ctx.set(dut.write.en, 1)
+            await ctx.tick()
+        ctx.set(dut.write.en, 0)
+        await ctx.tick().until(dut.write_idle)
+
+    async def testbench(ctx):
+        await fill(ctx)
+        asked = 0
+        for cycle in range(3000):
+            # A write (of the bytes already there) every third cycle: the port is taken.
+            busy = cycle % 3 == 0
+            at = int(rng.integers(0, size - lanes))
+            ctx.set(dut.write.en, busy)
+            ctx.set(dut.write.addr, at)
+            ctx.set(dut.write.data, int.from_bytes(model[at:at + lanes].tobytes(), "little"))
+            ctx.set(dut.write.mask, (1 << lanes) - 1)
+            ctx.set(dut.pair.en, asked < len(pairs))
+            ctx.set(dut.pair.addr, pairs[min(asked, len(pairs) - 1)])
+            _, _, ready, valid, value = await ctx.tick().sample(dut.pair.ready, dut.pair.valid,
+                                                                dut.pair.data)
+            if ready and asked < len(pairs):
+                asked += 1
+            if valid:
+                answers.append(value)
+            if len(answers) == len(pairs):
+                break
+
+    sim = Simulator(dut)
+    sim.add_clock(1e-8)
+    sim.add_testbench(testbench)
+    sim.run()
+    assert len(answers) == len(pairs)
+    for value, at in zip(answers, pairs):
+        assert value == int(model[at]) | int(model[at + 1]) << 8, f"pair at {at}"
