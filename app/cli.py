@@ -111,6 +111,16 @@ def _degrees(text):
     return value
 
 
+def _seed(text):
+    try:
+        value = int(text)
+    except ValueError:
+        value = -1
+    if not 0 <= value < 2 ** 31:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a seed (an integer, 0..2**31-1)")
+    return value
+
+
 def _density(text):
     try:
         value = float(text)
@@ -223,7 +233,7 @@ def cmd_bench(args):
 
 def cmd_build(args):
     result = tasks.fpga_build(args.board, args.lanes, args.clock, args.output,
-                              _progress(args), args.sdram_phase)
+                              _progress(args), args.sdram_phase, args.seed)
     _show(args, lambda: report.build_json(result), lambda: report.build_text(result))
     return 0 if result.timing_met else 1
 
@@ -419,6 +429,8 @@ def build_parser():
     p.add_argument("-o", "--output", help="build folder (default build/BOARD-LANES)")
     p.add_argument("--sdram-phase", type=_degrees, metavar="DEGREES", help="how far the "
                    "SDRAM's clock lags the core's (default 146.25; docs/BOARD_BRINGUP.md)")
+    p.add_argument("--seed", type=_seed, help="nextpnr's placement seed (default nextpnr's "
+                   "own); another seed is another placement, and timing can differ")
     p.set_defaults(func=cmd_build)
 
     p = sub.add_parser("program", parents=[as_json], help="load a bitstream into a ULX3S "

@@ -54,6 +54,7 @@ class TerminalProgress:
         self._counting = False
         self._lock = threading.Lock()
         self._stop = None
+        self._printed = None
 
     def __call__(self, event):
         with self._lock:
@@ -63,9 +64,11 @@ class TerminalProgress:
                 if self.on_stage is not None:
                     self.on_stage(event.stage)
             if not self.bars:
-                if event.done is None:
-                    print(f"{self.prefix}{self._text(event)} ...", file=self.stream,
-                          flush=True)
+                # One line per message: a tool's heartbeat repeats its message every second.
+                text = self._text(event)
+                if event.done is None and text != self._printed:
+                    self._printed = text
+                    print(f"{self.prefix}{text} ...", file=self.stream, flush=True)
                 return
             counting = event.done is not None
             if self._bar is None or counting != self._counting:

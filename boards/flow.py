@@ -57,6 +57,9 @@ class BuildResult:
     seconds : float; stages : dict
         Wall time in all and per stage (synthesis, place and route, pack).
     directory : str
+    seed : int or None
+        nextpnr's placement seed (None: its default). Placement is chaotic: the same netlist
+        can close timing with one seed and miss it by a few endpoints with another.
     """
     board: str
     lanes: int
@@ -74,6 +77,7 @@ class BuildResult:
     seconds: float
     stages: dict = field(default_factory=dict)
     directory: str = ""
+    seed: int = None
 
     def json(self):
         return asdict(self)
@@ -296,7 +300,7 @@ def build(board_name, lanes, clock_mhz, directory, progress=None, router="router
         figure("TRELLIS_FF")[0], figure("MULT18X18D")[0], figure("MULT18X18D")[1] or board.mult18,
         figure("DP16KD")[0], figure("DP16KD")[1] or board.dp16kd, bitstream,
         round(time.monotonic() - start, 1), {k: round(v, 1) for k, v in stages.items()},
-        str(directory))
+        str(directory), seed)
     (directory / "build.json").write_text(json.dumps(result.json(), indent=1))
     return result
 

@@ -108,8 +108,9 @@ class ActivationMemory(wiring.Component):
         }
         if rows:
             members["pair"] = In(PairReadSignature(self.addr_bits))
-        #: Cycles from a pair read's grant to its answer: block RAM, group pick, merge.
-        self.pair_latency = 3
+        #: Cycles from a pair read's grant to its answer: block RAM, the bank's output register,
+        #: group pick, merge.
+        self.pair_latency = 4
         super().__init__(members)
 
     def _rows(self, m, addr, name, banks=None):
@@ -234,12 +235,15 @@ class ActivationMemory(wiring.Component):
         return grants, rows
 
     def _pair_answers(self, m, platform, banks, grants):
-        """Each group picks, from its banks' second port, the pair's low byte (bank offset)
-        and high byte (bank offset + 1) if it holds them, registered; the groups' picks are
-        merged (each is zero unless it holds the byte) and registered again."""
+        """Each bank's second-port output is registered (a flip-flop beside its block RAM:
+        a group's banks lie far apart, and a block RAM's unregistered output leaves 5.6 ns
+        late); each group picks from them the pair's low byte (bank offset) and high byte
+        (bank offset + 1) if it holds them, registered; the groups' picks are merged (each is
+        zero unless it holds the byte) and registered again."""
         n, shift = self.lanes, (self.lanes - 1).bit_length()
         groups = len(grants)
-        offsets = [delay(m, self._pair_offset, 1, f"pair_offset{g}") for g in range(groups)]
+        outputs = [delay(m, bank.read_b_data, 1, f"pair_bank{b}") for b, bank in enumerate(banks)]
+        offsets = [delay(m, self._pair_offset, 2, f"pair_offset{g}") for g in range(groups)]
         picks = []
         for g in range(groups):
             lo, hi = Signal(8, name=f"pair_lo{g}"), Signal(8, name=f"pair_hi{g}")
@@ -247,9 +251,9 @@ class ActivationMemory(wiring.Component):
             m.d.sync += [lo.eq(0), hi.eq(0)]
             for b in members:
                 with m.If(offsets[g] == b):
-                    m.d.sync += lo.eq(banks[b].read_b_data)
+                    m.d.sync += lo.eq(outputs[b])
                 with m.If(offsets[g] == (b - 1) % n):
-                    m.d.sync += hi.eq(banks[b].read_b_data)
+                    m.d.sync += hi.eq(outputs[b])
             picks.append(Cat(lo, hi))
         data = Signal(16, name="pair_data")
         merged = picks[0]

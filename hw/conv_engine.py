@@ -239,7 +239,11 @@ class ConvEngine(wiring.Component):
         q0_next, x0_plain, x0_wrapped = Signal(2 * S), Signal(S + 1), Signal(S + 1)
         y0_next, rowbase_next = Signal(S + 1), Signal(2 * S + 2)
         plane_next = Signal(A)
+        # Likewise whether the channel being issued is the last: `chans_done` is set from it
+        # when the channel ends, so CHANNEL decides on a register.
+        last_chan, chans_done = Signal(), Signal()
         m.d.sync += [
+            last_chan.eq(chan + 1 == self.out_c),
             last_j.eq(length - 1),
             last_tile.eq(q0 + N >= st.q_end),
             wrap.eq(x0 + st.div_b >= self.in_w),
@@ -336,10 +340,11 @@ class ConvEngine(wiring.Component):
                 with m.If((t_idx >= st.n_taps) & (lane_i >= N)):
                     # A band's outputs start at its grid position q_start: the planes are
                     # offset so that position q lands at dst + q - q_start.
-                    m.d.sync += [rb.eq(0), chan.eq(0), plane.eq(self.dst - st.q_start)]
+                    m.d.sync += [rb.eq(0), chan.eq(0), plane.eq(self.dst - st.q_start),
+                                 chans_done.eq(self.out_c == 0)]
                     m.next = "CHANNEL"
             with m.State("CHANNEL"):
-                with m.If(chan == self.out_c):
+                with m.If(chans_done):
                     m.next = "DRAIN"
                 with m.Elif(st.full.bit_select(rb, 1)):
                     m.d.sync += [j.eq(0), n_real.eq(st.counts[rb]),
@@ -355,7 +360,8 @@ class ConvEngine(wiring.Component):
                     m.d.sync += [j.eq(0), tile0.eq(0)]
                     with m.If(border | last_tile & ~self.mode_border):
                         m.d.comb += st.release.eq(1 << rb)
-                        m.d.sync += [rb.eq(~rb), chan.eq(chan + 1), plane.eq(plane_next)]
+                        m.d.sync += [rb.eq(~rb), chan.eq(chan + 1), plane.eq(plane_next),
+                                     chans_done.eq(last_chan)]
                         m.next = "CHANNEL"
                     with m.Elif(last_tile):
                         # conv10's border: one bubble tile whose accumulators are the bias.

@@ -127,11 +127,22 @@ class HostPort(wiring.Component):
                      self.weights_write.data.eq(Cat(*[byte] * 4)),
                      self.act_write.addr.eq(byte_at), self.act_write.en.eq(act_pending),
                      self.act_write.mask.eq(1), self.act_write.data.eq(byte)]
+        # A byte for the SDRAM, offered to the controller's queue from the same registers
+        # until it takes it (the link's stream never reaches the queue in one cycle).
+        sdram_pending = Signal()
+        with m.If(sdram_pending):
+            m.d.comb += [self.sdram.requests.valid.eq(1),
+                         self.sdram.requests.payload.write.eq(1),
+                         self.sdram.requests.payload.address.eq(byte_at[1:]),
+                         self.sdram.requests.payload.data.eq(Cat(byte, byte)),
+                         self.sdram.requests.payload.mask.eq(Mux(byte_at[0], 0b10, 0b01))]
+            with m.If(self.sdram.requests.ready):
+                m.d.sync += sdram_pending.eq(0)
 
         with m.FSM():
             with m.State("IDLE"):
-                m.d.comb += [self.idle.eq(~weight_pending & ~act_pending),
-                             self.host_in.ready.eq(1)]
+                m.d.comb += [self.idle.eq(~weight_pending & ~act_pending & ~sdram_pending),
+                             self.host_in.ready.eq(~sdram_pending)]
                 with m.If(self.host_in.valid):
                     m.d.sync += [code.eq(self.host_in.payload), got.eq(0), timer.eq(0),
                                  n_args.eq(arg_count[self.host_in.payload]), idx.eq(0),
@@ -242,23 +253,17 @@ class HostPort(wiring.Component):
                         m.d.sync += reply_len.eq(cmd.INFO.size)
                         m.next = "SETUP"
             with m.State("DATA"):
-                # An SDRAM byte is taken when the controller's queue takes its write; the
-                # memories' bytes at once, written from registers a cycle later.
+                # Every byte is taken into registers and written from them a cycle later; an
+                # SDRAM byte when the one before has gone into the controller's queue.
                 with m.If(code == Opcode.WRITE_SDRAM):
-                    m.d.comb += [self.host_in.ready.eq(~sdram_cmd | self.sdram.requests.ready),
-                                 self.sdram.requests.valid.eq(sdram_cmd & self.host_in.valid),
-                                 self.sdram.requests.payload.write.eq(1),
-                                 self.sdram.requests.payload.address.eq(at[1:]),
-                                 self.sdram.requests.payload.data.eq(
-                                     Cat(self.host_in.payload, self.host_in.payload)),
-                                 self.sdram.requests.payload.mask.eq(Mux(at[0], 0b10, 0b01))]
+                    m.d.comb += self.host_in.ready.eq(~sdram_pending)
                 with m.Else():
                     m.d.comb += self.host_in.ready.eq(1)
                 with m.If(self.host_in.valid & self.host_in.ready):
                     m.d.sync += [idx.eq(idx + 1), at.eq(at + 1), timer.eq(0),
                                  byte.eq(self.host_in.payload), byte_at.eq(at)]
                     with m.If(code == Opcode.WRITE_SDRAM):
-                        pass                        # sent to the controller above
+                        m.d.sync += sdram_pending.eq(sdram_cmd)
                     with m.Elif(self.running):
                         m.d.sync += busy_drop.eq(1)
                     with m.Elif(code == Opcode.WRITE_WEIGHTS):

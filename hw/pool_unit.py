@@ -114,7 +114,10 @@ class PoolUnit(wiring.Component):
         in_row = Signal(A)                   # address of input row 2*yo in this plane
         carry_row = Signal(A)                # this channel's carried row
         plane_in = Signal(2 * S)
-        chunk = Signal(2 * S + 1)            # bytes of the plane before this chunk
+        # Global sum: this chunk's address, the plane's bytes from it on, whether it is the
+        # plane's first / last (registers: no subtract-and-compare before the FSM's next).
+        sum_at, left = Signal(A), Signal(2 * S)
+        sum_first, sum_last = Signal(), Signal()
         out_count = self.out_w - x0
         out_row = Signal(A)                  # address of output row yo in this plane
         plane_out = Signal(2 * S)
@@ -129,7 +132,7 @@ class PoolUnit(wiring.Component):
                                  mul.a.eq(self.in_h - self.carry_valid)]
                     m.d.sync += [chan.eq(0), in_plane.eq(first), out_plane.eq(self.dst),
                                  yo.eq(0), x0.eq(0), row.eq(0), in_row.eq(first),
-                                 out_row.eq(self.dst), chunk.eq(0), carry_row.eq(self.carry)]
+                                 out_row.eq(self.dst), carry_row.eq(self.carry)]
                     m.next = "PLANE_IN"
             with m.State("PLANE_IN"):           # the plane sizes, on the multiplier
                 m.d.comb += issuing.eq(1)
@@ -144,6 +147,8 @@ class PoolUnit(wiring.Component):
                     m.next = "DISPATCH"
             with m.State("DISPATCH"):
                 m.d.comb += issuing.eq(1)
+                m.d.sync += [sum_at.eq(in_plane), left.eq(plane_in), sum_first.eq(1),
+                             sum_last.eq(plane_in <= N)]
                 with m.If(self.global_sum):
                     m.next = "SUM"
                 with m.Else():
@@ -178,19 +183,22 @@ class PoolUnit(wiring.Component):
                     with m.Else():
                         m.next = "IDLE"
             with m.State("SUM"):
-                left = plane_in - chunk
-                m.d.comb += [issuing.eq(1), request.en.eq(1),
-                             request.addr.eq(in_plane + chunk),
-                             tag.first.eq(chunk == 0), tag.last.eq(left <= N),
-                             tag.cols.eq(Mux(left > N, N, left)),
+                m.d.comb += [issuing.eq(1), request.en.eq(1), request.addr.eq(sum_at),
+                             tag.first.eq(sum_first), tag.last.eq(sum_last),
+                             tag.cols.eq(Mux(sum_last, left, N)),
                              tag.out_addr.eq(out_plane)]
-                with m.If(left <= N):
-                    m.d.sync += [chunk.eq(0), in_plane.eq(in_plane + plane_in),
+                m.d.sync += sum_first.eq(0)
+                with m.If(sum_last):
+                    next_plane = in_plane + plane_in
+                    m.d.sync += [in_plane.eq(next_plane), sum_at.eq(next_plane),
+                                 left.eq(plane_in), sum_first.eq(1),
+                                 sum_last.eq(plane_in <= N),
                                  out_plane.eq(out_plane + 4), chan.eq(chan + 1)]
                     with m.If(chan + 1 == self.channels):
                         m.next = "IDLE"
                 with m.Else():
-                    m.d.sync += chunk.eq(chunk + N)
+                    m.d.sync += [sum_at.eq(sum_at + N), left.eq(left - N),
+                                 sum_last.eq(left <= 2 * N)]
 
     # -- answers: fold and write ---------------------------------------------------------------
 

@@ -1,3 +1,4 @@
+import io
 import json
 import subprocess
 import sys
@@ -7,6 +8,8 @@ from PIL import Image
 
 from squeezefpga.golden.blob import HEADER
 from squeezefpga.app.cli import main
+from squeezefpga.app.progress import TerminalProgress
+from squeezefpga.progress import Stage, emit
 from squeezefpga.models import CAT_PHOTO, COFFEE_PHOTO, DEFAULT_MODEL
 
 
@@ -96,3 +99,15 @@ def test_console_script_runs_as_a_program(tmp_path):
                              str(tmp_path / "missing.png")], capture_output=True, text=True)
     assert result.returncode == 2
     assert "no such image file" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_progress_without_a_terminal_prints_each_message_once():
+    """A tool's heartbeat (the same message every second) is one line in a log, not one per
+    second; a new message is a new line."""
+    stream = io.StringIO()
+    show = TerminalProgress(bars=False, stream=stream)
+    for message in ["synth_ecp5"] * 5 + ["75 MHz"] * 3:
+        stage = Stage.SYNTH if message == "synth_ecp5" else Stage.PLACE_ROUTE
+        emit(show, stage, message)
+    assert stream.getvalue().splitlines() == ["  synthesis (yosys): synth_ecp5 ...",
+                                              "  place and route (nextpnr): 75 MHz ..."]
