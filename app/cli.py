@@ -81,54 +81,24 @@ def _port(text):
     return int(text)
 
 
-def _seconds(text):
-    try:
-        value = float(text)
-    except ValueError:
-        value = -1.0
-    if not value > 0 or value != value or value == float("inf"):
-        raise argparse.ArgumentTypeError(f"{text!r} is not a positive number of seconds")
-    return value
+def _checked(parse, ok, what):
+    """An argparse type: ``parse(text)`` if ``ok`` of it, else "'text' is not ``what``"."""
+    def convert(text):
+        try:
+            value = parse(text)
+        except ValueError:
+            value = None
+        if value is None or not ok(value):
+            raise argparse.ArgumentTypeError(f"{text!r} is not {what}")
+        return value
+    return convert
 
 
-def _megahertz(text):
-    try:
-        value = float(text)
-    except ValueError:
-        value = -1.0
-    if not 1 <= value <= 500:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a clock in MHz (1..500)")
-    return value
-
-
-def _degrees(text):
-    try:
-        value = float(text)
-    except ValueError:
-        value = -1.0
-    if not 0 <= value < 360:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a phase in degrees (0..360)")
-    return value
-
-
-def _seed(text):
-    try:
-        value = int(text)
-    except ValueError:
-        value = -1
-    if not 0 <= value < 2 ** 31:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a seed (an integer, 0..2**31-1)")
-    return value
-
-
-def _density(text):
-    try:
-        value = float(text)
-    except ValueError:
-        value = -1.0
-    if not 0 < value <= 1:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a density in (0, 1]")
-    return value
+_seconds = _checked(float, lambda v: 0 < v < float("inf"), "a positive number of seconds")
+_megahertz = _checked(float, lambda v: 1 <= v <= 500, "a clock in MHz (1..500)")
+_degrees = _checked(float, lambda v: 0 <= v < 360, "a phase in degrees (0..360)")
+_seed = _checked(int, lambda v: 0 <= v < 2 ** 31, "a seed (an integer, 0..2**31-1)")
+_density = _checked(float, lambda v: 0 < v <= 1, "a density in (0, 1]")
 
 
 def _sdram_words(text):
