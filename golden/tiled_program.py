@@ -404,7 +404,14 @@ def build_tiled_program(program, activation_bytes=BOARD_ACTIVATION_BYTES,
         for tile in plan.tiles:
             if d.op == OP_CONV:
                 b.section(index, d, *tile.channels)
-    chains = [chain for chain in _chains(program, plans) if _fits(program, chain, budget)]
+    # A chain whose single band row does not fit the buffers runs as separate steps.
+    chains, bands = [], {}
+    for chain in _chains(program, plans):
+        try:
+            bands[chain.consumer] = _chain_rows(program, chain, budget)
+        except TilingError:
+            continue
+        chains.append(chain)
     for chain in chains:
         for j in (*chain.producers, chain.consumer):
             for c0, c1 in _channel_groups(steps[j], budget):
@@ -421,7 +428,8 @@ def build_tiled_program(program, activation_bytes=BOARD_ACTIVATION_BYTES,
         if index in in_chain:
             chain = in_chain[index]
             if index == chain.producers[0]:
-                _emit_chain(b, ring, program, chain, src_sdram, dst_sdram)
+                _emit_chain(b, ring, program, chain, bands[chain.consumer], src_sdram,
+                            dst_sdram)
             continue
         if plan.fused or not plan.tiles:
             continue
@@ -578,15 +586,6 @@ def _chains(program, plans):
     return found
 
 
-def _fits(program, chain, budget):
-    """Whether one band of ``chain`` fits the buffers (else its steps run on their own)."""
-    try:
-        _chain_rows(program, chain, budget)
-    except TilingError:
-        return False
-    return True
-
-
 def _chain_band(program, chain, t0, t1):
     """Per producer: the conv rows it computes for rows t0..t1-1 of the consumer's input,
     and whether the first window row comes from the band before (a pool)."""
@@ -637,10 +636,11 @@ def _chain_rows(program, chain, budget):
                       f"{budget.tile_activation:,} bytes")
 
 
-def _emit_chain(b, ring, program, chain, src_sdram, dst_sdram):
-    """The operations of a chain, band by band: the producers' input bands (shared by
-    producers that read the same tensor), their convs (and pools) into the consumer's input
-    band on chip, then the consumer, whose rows alone go to SDRAM."""
+def _emit_chain(b, ring, program, chain, bands, src_sdram, dst_sdram):
+    """The operations of a chain, band by band (``bands``: its consumer's input rows, from
+    :func:`_chain_rows`): the producers' input bands (shared by producers that read the same
+    tensor), their convs (and pools) into the consumer's input band on chip, then the
+    consumer, whose rows alone go to SDRAM."""
     steps = program.descriptors
     budget = b.budget
     consumer = steps[chain.consumer]
@@ -650,7 +650,7 @@ def _emit_chain(b, ring, program, chain, src_sdram, dst_sdram):
     plane_t = h_t * w_t
     carries = {}
     ring.keep = []
-    for t0, t1 in _chain_rows(program, chain, budget):
+    for t0, t1 in bands:
         rows_t = t1 - t0
         band_rows = _chain_band(program, chain, t0, t1)
         # One input band per source tensor: the union of what its producers read.
