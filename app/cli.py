@@ -98,6 +98,11 @@ _seconds = _checked(float, lambda v: 0 < v < float("inf"), "a positive number of
 _megahertz = _checked(float, lambda v: 1 <= v <= 500, "a clock in MHz (1..500)")
 _degrees = _checked(float, lambda v: 0 <= v < 360, "a phase in degrees (0..360)")
 _seed = _checked(int, lambda v: 0 <= v < 2 ** 31, "a seed (an integer, 0..2**31-1)")
+
+
+def _seeds(text):
+    """Seeds separated by commas (``2,3,1``), each checked."""
+    return [_seed(part) for part in text.split(",")]
 _density = _checked(float, lambda v: 0 < v <= 1, "a density in (0, 1]")
 
 
@@ -399,8 +404,10 @@ def build_parser():
     p.add_argument("-o", "--output", help="build folder (default build/BOARD-LANES)")
     p.add_argument("--sdram-phase", type=_degrees, metavar="DEGREES", help="how far the "
                    "SDRAM's clock lags the core's (default 146.25; docs/BOARD_BRINGUP.md)")
-    p.add_argument("--seed", type=_seed, help="nextpnr's placement seed (default nextpnr's "
-                   "own); another seed is another placement, and timing can differ")
+    p.add_argument("--seed", type=_seeds, metavar="SEED[,SEED...]", help="nextpnr's "
+                   "placement seed (default nextpnr's own); another seed is another "
+                   "placement, and timing can differ. Several (2,3,1): place and route with "
+                   "each in turn until one meets timing")
     p.set_defaults(func=cmd_build)
 
     p = sub.add_parser("program", parents=[as_json], help="load a bitstream into a ULX3S "

@@ -195,6 +195,10 @@ def build_text(result):
              "  time        " + ", ".join(f"{k.replace('_', ' ')} {v:.0f} s"
                                           for k, v in result.stages.items())
              + f" ({result.seconds:.0f} s in all)"]
+    if len(result.attempts) > 1:
+        lines.append("  seeds       " + ", ".join(
+            f"{a['seed']}: " + (f"{a['fmax_mhz']:.2f} MHz" if a["fmax_mhz"] else "unknown")
+            + (" (met)" if a["timing_met"] else "") for a in result.attempts))
     lines.append(f"  bitstream   {result.bitstream}" if result.bitstream else
                  "  no bitstream: timing was not met")
     return lines

@@ -147,11 +147,11 @@ def build_report(board, lanes):
 
 
 def fpga_build(board, lanes, clock_mhz, output=None, progress=None, sdram_degrees=None,
-               seed=None):
+               seeds=None):
     """Build the board's bitstream (:func:`squeezefpga.boards.flow.build`) into ``output``
     (default ``build/BOARD-LANES``); the report is also kept for ``bench`` and ``report``.
-    ``sdram_degrees`` overrides the SDRAM clock's phase lag, ``seed`` nextpnr's placement
-    seed."""
+    ``sdram_degrees`` overrides the SDRAM clock's phase lag; ``seeds`` are nextpnr's
+    placement seeds, tried in turn until one meets timing."""
     from squeezefpga.boards.flow import build, check_build, check_sdram_phase, TOOLS, tool
     from squeezefpga.boards.ulx3s import SDRAM_CLOCK_DEGREES
     sdram_degrees = SDRAM_CLOCK_DEGREES if sdram_degrees is None else sdram_degrees
@@ -163,7 +163,7 @@ def fpga_build(board, lanes, clock_mhz, output=None, progress=None, sdram_degree
     if output.exists() and not output.is_dir():
         raise SqueezeFPGAError(f"{output}: is a file, not a build folder")
     result = build(board, lanes, clock_mhz, output, progress, sdram_degrees=sdram_degrees,
-                   seed=seed)
+                   seeds=seeds)
     record = _build_record(board, lanes)
     try:
         record.parent.mkdir(parents=True, exist_ok=True)

@@ -58,8 +58,12 @@ class BuildResult:
         Wall time in all and per stage (synthesis, place and route, pack).
     directory : str
     seed : int or None
-        nextpnr's placement seed (None: its default). Placement is chaotic: the same netlist
-        can close timing with one seed and miss it by a few endpoints with another.
+        nextpnr's placement seed of this result (None: its default). Placement is chaotic:
+        the same netlist can close timing with one seed and miss it by a few endpoints with
+        another.
+    attempts : list of dict
+        Each place and route run, in order: ``{"seed", "fmax_mhz", "timing_met"}`` (several
+        when seeds are tried until one meets timing; the result is the last).
     """
     board: str
     lanes: int
@@ -78,6 +82,7 @@ class BuildResult:
     stages: dict = field(default_factory=dict)
     directory: str = ""
     seed: int = None
+    attempts: list = field(default_factory=list)
 
     def json(self):
         return asdict(self)
@@ -233,9 +238,10 @@ def parse_nextpnr(report_path, log_path):
 
 
 def build(board_name, lanes, clock_mhz, directory, progress=None, router="router1",
-          seed=None, sdram_degrees=SDRAM_CLOCK_DEGREES):
+          seeds=None, sdram_degrees=SDRAM_CLOCK_DEGREES):
     """Build the board top: synthesis, place and route, bitstream; ``sdram_degrees`` is how
-    far the SDRAM's clock lags the core's.
+    far the SDRAM's clock lags the core's. ``seeds``: nextpnr's placement seeds, tried in
+    turn until one meets timing (None: nextpnr's default seed, once).
 
     Returns
     -------
@@ -269,19 +275,28 @@ def build(board_name, lanes, clock_mhz, directory, progress=None, router="router
                                    "yosys.log", Stage.SYNTH, progress, "synth_ecp5")
     if rc:
         raise BuildError(f"yosys failed (exit {rc}):\n{_tail(directory / 'top.rpt')}")
-    command = [tools["nextpnr-ecp5"], f"--{board.device}", "--package", board.package,
-               "--speed", board.speed, "--json", "top.json", "--lpf", "top.lpf",
-               "--textcfg", "top.config", "--report", "report.json", "--router", router,
-               "--log", "top.tim"]
-    if seed is not None:
-        command += ["--seed", str(seed)]
-    rc, stages["place_and_route"] = _run(command, directory, "nextpnr.log",
-                                         Stage.PLACE_ROUTE, progress, f"{clock_mhz:g} MHz")
-    fmax, met, used = parse_nextpnr(directory / "report.json", directory / "top.tim")
-    if rc < 0:
-        raise BuildError(f"nextpnr-ecp5 was stopped by signal {-rc} before it finished")
-    if rc and fmax is None:
-        raise BuildError(f"nextpnr-ecp5 failed (exit {rc}):\n{_tail(directory / 'top.tim')}")
+    attempts = []
+    stages["place_and_route"] = 0.0
+    for seed in seeds or [None]:
+        command = [tools["nextpnr-ecp5"], f"--{board.device}", "--package", board.package,
+                   "--speed", board.speed, "--json", "top.json", "--lpf", "top.lpf",
+                   "--textcfg", "top.config", "--report", "report.json", "--router", router,
+                   "--log", "top.tim"]
+        if seed is not None:
+            command += ["--seed", str(seed)]
+        what = f"{clock_mhz:g} MHz" + ("" if seed is None else f", seed {seed}")
+        rc, seconds = _run(command, directory, "nextpnr.log", Stage.PLACE_ROUTE, progress,
+                           what)
+        stages["place_and_route"] += seconds
+        fmax, met, used = parse_nextpnr(directory / "report.json", directory / "top.tim")
+        if rc < 0:
+            raise BuildError(f"nextpnr-ecp5 was stopped by signal {-rc} before it finished")
+        if rc and fmax is None:
+            raise BuildError(f"nextpnr-ecp5 failed (exit {rc}):\n"
+                             f"{_tail(directory / 'top.tim')}")
+        attempts.append({"seed": seed, "fmax_mhz": fmax, "timing_met": bool(met and rc == 0)})
+        if attempts[-1]["timing_met"]:
+            break
     bitstream = None
     if rc == 0 and met:
         rc, stages["pack"] = _run([tools["ecppack"], "--compress", "--input", "top.config",
@@ -300,7 +315,7 @@ def build(board_name, lanes, clock_mhz, directory, progress=None, router="router
         figure("TRELLIS_FF")[0], figure("MULT18X18D")[0], figure("MULT18X18D")[1] or board.mult18,
         figure("DP16KD")[0], figure("DP16KD")[1] or board.dp16kd, bitstream,
         round(time.monotonic() - start, 1), {k: round(v, 1) for k, v in stages.items()},
-        str(directory), seed)
+        str(directory), seed, attempts)
     (directory / "build.json").write_text(json.dumps(result.json(), indent=1))
     return result
 

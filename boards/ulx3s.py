@@ -15,9 +15,9 @@ the whole real model does not fit with its activations, so this board runs model
 
 from dataclasses import dataclass
 
-from amaranth import ClockDomain, ClockSignal, Instance, Module, Signal
+from amaranth import ClockDomain, ClockSignal, Const, Instance, Module, Signal
 from amaranth.lib import io, wiring
-from amaranth.lib.cdc import ResetSynchronizer
+from amaranth.lib.cdc import AsyncFFSynchronizer
 from amaranth_boards.ulx3s import ULX3S_85F_Platform
 
 from squeezefpga.config import AcceleratorConfig
@@ -177,4 +177,10 @@ class ULX3STop(wiring.Component):
         platform.add_clock_constraint(sync.clk, p.f_out * 1e6)
         m.submodules.button_pwr = button = io.Buffer("i",
                                                      platform.request("button_pwr", 0, dir="-"))
-        m.submodules.reset = ResetSynchronizer(~locked | button.i, domain="sync")
+        # The synchronised reset goes out on a global network (a DCCA, as a clock would): it
+        # reaches every flip-flop of the design (~25,000 at 64 lanes), which in the fabric's
+        # routing is one huge net across the whole chip.
+        reset = Signal()
+        m.submodules.reset = AsyncFFSynchronizer(~locked | button.i, reset, o_domain="sync")
+        m.submodules.reset_global = Instance("DCCA", i_CLKI=reset, i_CE=Const(1, 1),
+                                             o_CLKO=sync.rst)

@@ -130,10 +130,12 @@ class Accelerator(wiring.Component):
 
         # Activation memory: the host while idle, else the unit running the current step.
         units = (port, conv, pool)
+        # Registered on the way: the units and the banks lie apart on the chip.
         m.submodules.act_reads = act_reads = ReadShare(
-            cfg.act_addr_bits, 8 * cfg.lanes, [len(u.act_read.tag) for u in units])
+            cfg.act_addr_bits, 8 * cfg.lanes, [len(u.act_read.tag) for u in units],
+            registered=True)
         m.submodules.act_writes = act_writes = WriteShare(
-            cfg.act_addr_bits, 8 * cfg.lanes, cfg.lanes, len(units))
+            cfg.act_addr_bits, 8 * cfg.lanes, cfg.lanes, len(units), registered=True)
         m.submodules.activations = act = ActivationMemory(
             cfg.lanes, cfg.activation_bytes, tag_bits=len(act_reads.memory.tag),
             rows=dma is not None)
@@ -147,7 +149,12 @@ class Accelerator(wiring.Component):
         else:
             self._dma_writes(m, act_writes.memory, dma, act)
             wiring.connect(m, dma.act_pair, act.pair)
-        m.d.comb += [act_reads.select.eq(owner), act_writes.select.eq(owner),
+        # Writes take the owner a cycle late, from a register (it selects ~600 bits): a unit
+        # writes only cycles after its step starts, and a step ends when its writes have
+        # landed; the host port writes only while no program runs.
+        write_owner = Signal.like(act_writes.select)
+        m.d.sync += write_owner.eq(owner)
+        m.d.comb += [act_reads.select.eq(owner), act_writes.select.eq(write_owner),
                      seq.memory_idle.eq(act.write_idle)]
 
         # Sequencer <-> host port, engines.
@@ -203,14 +210,19 @@ class Accelerator(wiring.Component):
     def _dma_writes(m, units, dma, act):
         """The activation memory's write port: the unit's writes (rare: one per tile at
         most) go first, the DMA engine's in the cycles between."""
-        w = act.write
+        w, d = act.write, dma.act_write
+        # The DMA engine writes lanes 0 and 1 only: the other lanes take the units' data
+        # whoever writes (their mask is off for the DMA), so `units.en` selects 18 bits and
+        # gates the mask instead of selecting the whole 512-bit row.
+        pair = 2
+        m.d.comb += [w.en.eq(units.en | d.en), w.data[8 * pair:].eq(units.data[8 * pair:]),
+                     w.mask[pair:].eq(units.mask[pair:] & units.en.replicate(len(w.mask) - pair))]
         with m.If(units.en):
-            m.d.comb += [w.en.eq(1), w.addr.eq(units.addr), w.data.eq(units.data),
-                         w.mask.eq(units.mask)]
+            m.d.comb += [w.addr.eq(units.addr), w.data[:8 * pair].eq(units.data[:8 * pair]),
+                         w.mask[:pair].eq(units.mask[:pair])]
         with m.Else():
-            m.d.comb += [w.en.eq(dma.act_write.en), w.addr.eq(dma.act_write.addr),
-                         w.data.eq(dma.act_write.data), w.mask.eq(dma.act_write.mask),
-                         act.write_dma.eq(dma.act_write.en)]
+            m.d.comb += [w.addr.eq(d.addr), w.data[:8 * pair].eq(d.data[:8 * pair]),
+                         w.mask[:pair].eq(d.mask[:pair]), act.write_dma.eq(d.en)]
         m.d.comb += dma.act_write_ready.eq(~units.en)
 
     def _sdram(self, m, port, dma, seq):
@@ -228,13 +240,17 @@ class Accelerator(wiring.Component):
         wiring.connect(m, port.sdram, share.clients[0])
         wiring.connect(m, tester.sdram, share.clients[1])
         wiring.connect(m, dma.sdram, share.clients[2])
+        # The client, a cycle late from a register (it selects the queue's whole input): a
+        # client not yet selected sees no `ready` and holds its request a cycle.
+        client = Signal.like(share.select)
+        m.d.sync += client.eq(Mux(tester.busy, 1, Mux(seq.running, 2, 0)))
         m.d.comb += [
             sdram.requests.valid.eq(share.controller.requests.valid),
             sdram.requests.payload.eq(share.controller.requests.payload),
             share.controller.requests.ready.eq(sdram.requests.ready),
             share.controller.responses.valid.eq(sdram.responses.valid),
             share.controller.responses.payload.eq(sdram.responses.payload),
-            share.select.eq(Mux(tester.busy, 1, Mux(seq.running, 2, 0))),
+            share.select.eq(client),
             port.sdram_ready.eq(sdram.ready), port.refreshes.eq(sdram.refreshes),
             tester.start.eq(port.test_start), tester.words.eq(port.test_words),
             port.test_busy.eq(tester.busy), port.test_result.eq(tester.result),

@@ -216,15 +216,18 @@ class ActivationMemory(wiring.Component):
         writes = replicate(m, platform, before, groups, "pair_writing")
         grants = [Signal(name=f"pair_grant{g}") for g in range(groups)]
         m.d.comb += [grants[g].eq(pendings[g] & ~writes[g]) for g in range(groups)]
-        # The rows, loaded when the request is taken (one incrementer per group).
+        # The rows, loaded when the request is taken (one incrementer per group), each group
+        # deciding that from its own copies: one ``take`` would enable every bank's row
+        # register (~800 flip-flops across the chip).
         row, offset = r.addr[shift:], r.addr[:shift]
         rows = []
         for g in range(groups):
             row1 = Signal(len(row), name=f"pair_row1_{g}")
-            m.d.comb += row1.eq(row + 1)
+            take_g = Signal(name=f"pair_take{g}")
+            m.d.comb += [row1.eq(row + 1), take_g.eq(r.en & (~pendings[g] | grants[g]))]
             for b in range(g * FANOUT, min(n, (g + 1) * FANOUT)):
                 reg = Signal(len(row), name=f"pair_row{b}")
-                with m.If(take):
+                with m.If(take_g):
                     m.d.sync += reg.eq(Mux(b < offset, row1, row) if b < n - 1 else row)
                 rows.append(reg)
         # Which byte of the pair each group answers: its offset, kept with the request.
@@ -243,7 +246,8 @@ class ActivationMemory(wiring.Component):
         n, shift = self.lanes, (self.lanes - 1).bit_length()
         groups = len(grants)
         outputs = [delay(m, bank.read_b_data, 1, f"pair_bank{b}") for b, bank in enumerate(banks)]
-        offsets = [delay(m, self._pair_offset, 2, f"pair_offset{g}") for g in range(groups)]
+        offsets = replicate(m, platform, delay(m, self._pair_offset, 1, "pair_offset"), groups,
+                            "pair_offset")
         picks = []
         for g in range(groups):
             lo, hi = Signal(8, name=f"pair_lo{g}"), Signal(8, name=f"pair_hi{g}")

@@ -259,6 +259,17 @@ class ConvEngine(wiring.Component):
             s0.first.eq(j == 0), s0.last.eq(j == last_j), s0.real.eq(j < n_real),
         ]
 
+        # The lanes' columns shift in while `lane_shift` (TABLE, lane_i < N): a register, in
+        # one copy per WEIGHT_FANOUT lanes, enables the shift (else one compare enables the
+        # columns of every lane).
+        enter_table, lane_shift = Signal(), Signal()
+        shift_next = enter_table | (lane_shift & (lane_i != N - 1))
+        m.d.sync += lane_shift.eq(shift_next)
+        shifts = replicate(m, st.platform, shift_next, -(-N // WEIGHT_FANOUT), "lane_shift")
+        for l in range(N):
+            with m.If(shifts[l // WEIGHT_FANOUT]):
+                m.d.sync += st.x_init[l].eq(lane_x if l == N - 1 else st.x_init[l + 1])
+
         def length_of(count):
             # A tile takes at least the writes it needs and what the requantisers need.
             floor = Mux(rows_per_tile > self.group, rows_per_tile, self.group)
@@ -309,7 +320,7 @@ class ConvEngine(wiring.Component):
                                 m.d.sync += dest.eq(mul.product)
                     m.d.sync += step.eq(step + 1)
                     with m.If(step == len(products) - 1):
-                        m.d.comb += dec.start.eq(1)
+                        m.d.comb += [dec.start.eq(1), enter_table.eq(1)]
                         m.next = "TABLE"
                     with m.Else():
                         m.next = "MULTIPLY"
@@ -333,10 +344,9 @@ class ConvEngine(wiring.Component):
                         with m.Else():
                             m.d.sync += [tky.eq(0), t_row.eq(0),
                                          t_cbase.eq(t_cbase + st.plane_in)]
-                with m.If(lane_i < N):
-                    m.d.sync += [st.x_init[N - 1].eq(lane_x), lane_i.eq(lane_i + 1),
+                with m.If(lane_shift):
+                    m.d.sync += [lane_i.eq(lane_i + 1),
                                  lane_x.eq(Mux(lane_x + 1 >= self.in_w, 0, lane_x + 1))]
-                    m.d.sync += [st.x_init[l].eq(st.x_init[l + 1]) for l in range(N - 1)]
                 with m.If((t_idx >= st.n_taps) & (lane_i >= N)):
                     # A band's outputs start at its grid position q_start: the planes are
                     # offset so that position q lands at dst + q - q_start.
@@ -563,22 +573,32 @@ class ConvEngine(wiring.Component):
             with m.If(feeding):
                 m.d.sync += index.eq(index + 1)
         groups = []
+        # The layer's multiplier and shift, one copy per requantiser (each drives its
+        # multipliers and its barrel shifter).
+        scales = replicate(m, st.platform, Cat(self.multiplier, self.shift), K, "scale")
         for k in range(K):
             rq = Requantizer(tag_bits=1 + tile.size if k == 0 else 1)
             m.submodules[f"requantizer{k}"] = rq
             m.d.comb += [rq.valid.eq(feeding), rq.acc.eq(shadow[k * G]),
-                         rq.multiplier.eq(self.multiplier), rq.shift.eq(self.shift),
+                         rq.multiplier.eq(scales[k][:len(self.multiplier)]),
+                         rq.shift.eq(scales[k][len(self.multiplier):]),
                          rq.tag.eq(Cat(index == G - 1, shadow_tile) if k == 0
                                    else index == G - 1)]
-            # Collect the group's bytes: they come in lane order and shift down.
+            # Collect the group's bytes: they come in lane order, in G consecutive cycles,
+            # and shift down. The shift runs every cycle (no enable across 8 * G flip-flops):
+            # the writer takes the bytes the cycle after the last one came.
             bytes_ = Signal(8 * G, name=f"collected{k}")
-            with m.If(rq.out_valid):
-                m.d.sync += bytes_.eq(Cat(bytes_[8:], rq.out))
+            m.d.sync += bytes_.eq(Cat(bytes_[8:], rq.out))
             groups.append((rq, bytes_))
         first = groups[0][0]
         st.collected = Signal()
         st.collected_tile = Signal(tile)
-        m.d.sync += st.collected.eq(first.out_valid & first.out_tag[0])
+        collected = first.out_valid & first.out_tag[0]
+        m.d.sync += st.collected.eq(collected)
+        # The writer's copy of the bytes is loaded in groups of WEIGHT_FANOUT lanes, each
+        # enabled by its own copy of `collected`.
+        st.collected_lanes = replicate(m, st.platform, collected, -(-N // WEIGHT_FANOUT),
+                                       "collected")
         with m.If(first.out_valid & first.out_tag[0]):
             m.d.sync += st.collected_tile.eq(first.out_tag[1:])
         st.collected_data = Cat(*(bytes_ for _, bytes_ in groups))
@@ -592,7 +612,11 @@ class ConvEngine(wiring.Component):
         w_border = Signal()
         w_data = Signal(8 * N)
         w_plane, w_q0 = Signal(A), Signal(2 * S)
-        w_lo = Signal(signed(2 * S + 2))
+        # The row's first and past-the-end lanes (w_lo, w_hi = w_lo + wv) and, merged, the
+        # positions left (q_end - q0): kept in registers, so that the mask is clamps and
+        # compares of registers, with no adder before them.
+        w_lo, w_hi, w_left = Signal(signed(2 * S + 2)), Signal(signed(2 * S + 2)), \
+            Signal(signed(2 * S + 2))
         w_y = Signal(S + 2)
         w_rowaddr = Signal(A + 1)
         w_step = Signal(S + 1)
@@ -621,21 +645,28 @@ class ConvEngine(wiring.Component):
                     m.d.sync += w_active.eq(0)
             with m.Elif(st.merged):
                 m.d.comb += [w.addr.eq(w_plane + w_q0),
-                             w.mask.eq(_thermometer(_clamp(st.q_end - w_q0, N), N))]
+                             w.mask.eq(_thermometer(_clamp(w_left, N), N))]
                 m.d.sync += w_active.eq(0)
             with m.Else():
                 m.d.comb += [w.addr.eq(w_rowaddr - w_lo),
-                             w.mask.eq(_thermometer(_clamp(w_lo + st.wv, N), N)
+                             w.mask.eq(_thermometer(_clamp(w_hi, N), N)
                                        & ~_thermometer(_clamp(w_lo, N), N))]
-                m.d.sync += [w_lo.eq(w_lo + self.in_w), w_y.eq(w_y + 1),
+                m.d.sync += [w_lo.eq(w_lo + self.in_w), w_hi.eq(w_hi + self.in_w),
+                             w_y.eq(w_y + 1),
                              w_rowaddr.eq(w_rowaddr + self.out_w)]
                 with m.If((w_lo + self.in_w >= N) | (w_y + 1 >= st.hv)):
                     m.d.sync += w_active.eq(0)
         t = st.collected_tile
+        span = 8 * WEIGHT_FANOUT
+        for g, enable in enumerate(st.collected_lanes):
+            with m.If(enable):
+                m.d.sync += w_data[g * span: (g + 1) * span].eq(
+                    st.collected_data[g * span: (g + 1) * span])
         with m.If(st.collected):
             m.d.sync += [
-                w_active.eq(1), w_border.eq(t.border), w_data.eq(st.collected_data),
-                w_plane.eq(t.plane), w_q0.eq(t.q0), w_lo.eq(-t.x0),
+                w_active.eq(1), w_border.eq(t.border),
+                w_plane.eq(t.plane), w_q0.eq(t.q0), w_lo.eq(-t.x0), w_hi.eq(st.wv - t.x0),
+                w_left.eq(st.q_end - t.q0),
                 w_y.eq(t.y0), w_step.eq(0),
                 w_rowaddr.eq(Mux(t.border, t.plane + self.out_w - 1, t.plane + t.rowbase)),
             ]

@@ -153,19 +153,30 @@ class DmaEngine(wiring.Component):
         tag = Signal(_Tag)
         # Out of the buffer the tag carries the SDRAM word, into it the local address.
         m.d.comb += [tag.at.eq(Mux(out, x.word, x.at)),
-                     tag.lo.eq(Cat(0, x.word) >= x.start), tag.hi.eq(Cat(1, x.word) < x.end),
-                     tags.w_data.eq(tag)]
+                     tag.lo.eq(Cat(0, x.word) >= x.start), tag.hi.eq(Cat(1, x.word) < x.end)]
         room = x.reading & (in_flight < READS_IN_FLIGHT) & tags.w_rdy
         taken = Signal()
+        # A pair read is offered from registers (the banks lie across the chip): `taken`
+        # loads the next one as the memory accepts the one before; its tag goes into the
+        # FIFO when the memory accepts it. (`in_flight` counts it from `taken`.)
+        offered, offered_addr = Signal(), Signal(len(pair.addr))
+        offered_tag = Signal(_Tag)
+        accepted = offered & pair.ready
         with m.If(out):
-            m.d.comb += [pair.en.eq(room), pair.addr.eq(x.at), taken.eq(room & pair.ready),
+            m.d.comb += [pair.en.eq(offered), pair.addr.eq(offered_addr),
+                         taken.eq(room & (~offered | accepted)),
+                         tags.w_en.eq(accepted), tags.w_data.eq(offered_tag),
                          answers.w_en.eq(pair.valid), answers.w_data.eq(pair.data)]
+            with m.If(taken):
+                m.d.sync += [offered.eq(1), offered_addr.eq(x.at), offered_tag.eq(tag)]
+            with m.Elif(accepted):
+                m.d.sync += offered.eq(0)
         with m.Else():
             m.d.comb += [request.valid.eq(room), request.payload.address.eq(x.word),
                          request.payload.write.eq(0), taken.eq(room & request.ready),
+                         tags.w_en.eq(taken), tags.w_data.eq(tag),
                          answers.w_en.eq(self.sdram.responses.valid),
                          answers.w_data.eq(self.sdram.responses.payload)]
-        m.d.comb += tags.w_en.eq(taken)
         with m.If(taken):
             m.d.sync += [x.word.eq(x.word + 1), x.at.eq(x.at + 2)]
             m.d.comb += self._issued_last.eq(x.word == x.last)

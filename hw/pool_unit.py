@@ -9,9 +9,12 @@ from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 
 from .multiplier import SequentialMultiplier
-from .ports import ReadSignature, WriteSignature, delay
+from .ports import ReadSignature, WriteSignature, delay, replicate
 
 __all__ = ["PoolUnit", "pool_tag_layout"]
+
+#: Lanes that share one copy of an answer's fields.
+FOLD_FANOUT = 8
 
 
 def _max(a, b):
@@ -85,7 +88,7 @@ class PoolUnit(wiring.Component):
         m.d.sync += [self.act_read.en.eq(request.en), self.act_read.addr.eq(request.addr),
                      self.act_read.tag.eq(request.tag)]
         self._issue(m, request, issuing)
-        answers = self._answers(m)
+        answers = self._answers(m, platform)
         m.d.sync += in_flight.eq(in_flight + issued - self.act_read.valid)
         # Done once nothing is issued or in flight, and the folding stages have written.
         finishing = Signal()
@@ -202,30 +205,39 @@ class PoolUnit(wiring.Component):
 
     # -- answers: fold and write ---------------------------------------------------------------
 
-    def _answers(self, m):
+    def _answers(self, m, platform):
         """Fold the answers; return a signal that is high while a result is still on its way
         to the write port."""
         c = self.config
         N = c.lanes
         seg = N // 2 - 1
         # The memory's answer, registered: its rotation's last stage drives no fold logic.
+        # What every lane reads of it (the row, the columns, whether to fold) has one copy
+        # per FOLD_FANOUT lanes, so that no register drives the logic of all the lanes.
         answer = Signal(self.tag, name="answer")
         valid = Signal(name="answer_valid")
         lane_data = Signal(8 * N, name="answer_data")
         m.d.sync += [answer.eq(self.act_read.rtag), valid.eq(self.act_read.valid),
                      lane_data.eq(self.act_read.data)]
         lanes = [lane_data[8 * l: 8 * l + 8] for l in range(N)]
-        cols = _lanes_below(answer.cols, N)
+        early = data.View(self.tag, self.act_read.rtag)
+        fields = data.StructLayout({"fold": 1, "row": 2, "row_ok": 1, "cols": len(early.cols)})
+        copies = [data.View(fields, copy) for copy in replicate(
+            m, platform, Cat(self.act_read.valid & ~self.global_sum, early.row, early.row_ok,
+                             early.cols), -(-N // FOLD_FANOUT), "fold")]
+        copy = [copies[l // FOLD_FANOUT] for l in range(N)]
+        cols = Cat(copy[l].cols > l for l in range(N))
 
         # Max pooling: vertical max per lane, then (a cycle later) the horizontal max.
         vmax = [Signal(8, name=f"vmax{l}") for l in range(N)]
         pool_ready, pool_addr, pool_count = Signal(), Signal(len(answer.out_addr)), \
             Signal(len(answer.out_count))
         m.d.sync += pool_ready.eq(valid & ~self.global_sum & (answer.row == 2))
+        for l in range(N):
+            with m.If(copy[l].fold):
+                v = Mux(cols[l] & copy[l].row_ok, lanes[l], 0)
+                m.d.sync += vmax[l].eq(Mux(copy[l].row == 0, v, _max(vmax[l], v)))
         with m.If(valid & ~self.global_sum):
-            for l in range(N):
-                v = Mux(cols[l] & answer.row_ok, lanes[l], 0)
-                m.d.sync += vmax[l].eq(Mux(answer.row == 0, v, _max(vmax[l], v)))
             with m.If(answer.row == 2):
                 m.d.sync += [pool_addr.eq(answer.out_addr), pool_count.eq(answer.out_count)]
         pool_data = Signal(8 * N)

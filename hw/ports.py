@@ -92,6 +92,9 @@ class ReadShare(wiring.Component):
     addr_bits, data_bits : int
     tag_bits : list of int
         Tag width of each reader.
+    registered : bool
+        The request reaches the memory from registers, a cycle later (the readers and the
+        memory may then lie far apart on the chip).
 
     Members
     -------
@@ -102,7 +105,8 @@ class ReadShare(wiring.Component):
         The shared memory's port.
     """
 
-    def __init__(self, addr_bits, data_bits, tag_bits):
+    def __init__(self, addr_bits, data_bits, tag_bits, registered=False):
+        self._registered = registered
         self._tags = list(tag_bits)
         index_bits = max(1, (len(self._tags) - 1).bit_length())
         self._index_bits = index_bits
@@ -121,13 +125,15 @@ class ReadShare(wiring.Component):
         m = Module()
         width = max(self._tags)
         index = self.memory.rtag[width:]
+        request = m.d.sync if self._registered else m.d.comb
+        request += self.memory.en.eq(0)
         with m.Switch(self.select):
             for i, reader in enumerate(self.readers):
                 with m.Case(i):
-                    m.d.comb += [self.memory.addr.eq(reader.addr),
-                                 self.memory.en.eq(reader.en),
-                                 self.memory.tag.eq(Cat(reader.tag, Const(0, width - len(reader.tag)),
-                                                        Const(i, self._index_bits)))]
+                    request += [self.memory.addr.eq(reader.addr),
+                                self.memory.en.eq(reader.en),
+                                self.memory.tag.eq(Cat(reader.tag, Const(0, width - len(reader.tag)),
+                                                       Const(i, self._index_bits)))]
         for i, reader in enumerate(self.readers):
             m.d.comb += [reader.data.eq(self.memory.data),
                          reader.valid.eq(self.memory.valid & (index == i)),
@@ -138,6 +144,14 @@ class ReadShare(wiring.Component):
 class WriteShare(wiring.Component):
     """One write port shared by several writers, one at a time (``select``).
 
+    Parameters
+    ----------
+    addr_bits, data_bits, mask_bits : int
+    count : int
+        Writers.
+    registered : bool
+        The write reaches the memory from registers, a cycle later.
+
     Members
     -------
     writers : list of In(WriteSignature)
@@ -145,8 +159,8 @@ class WriteShare(wiring.Component):
     memory : Out(WriteSignature)
     """
 
-    def __init__(self, addr_bits, data_bits, mask_bits, count):
-        self._count = count
+    def __init__(self, addr_bits, data_bits, mask_bits, count, registered=False):
+        self._count, self._registered = count, registered
         members = {f"writer{i}": In(WriteSignature(addr_bits, data_bits, mask_bits))
                    for i in range(count)}
         members["select"] = In(max(1, (count - 1).bit_length()))
@@ -159,10 +173,11 @@ class WriteShare(wiring.Component):
 
     def elaborate(self, platform):
         m = Module()
+        write = m.d.sync if self._registered else m.d.comb
+        write += self.memory.en.eq(0)
         with m.Switch(self.select):
             for i, writer in enumerate(self.writers):
                 with m.Case(i):
-                    m.d.comb += [self.memory.addr.eq(writer.addr), self.memory.en.eq(writer.en),
-                                 self.memory.data.eq(writer.data),
-                                 self.memory.mask.eq(writer.mask)]
+                    write += [self.memory.addr.eq(writer.addr), self.memory.en.eq(writer.en),
+                              self.memory.data.eq(writer.data), self.memory.mask.eq(writer.mask)]
         return m

@@ -98,14 +98,26 @@ class Sequencer(wiring.Component):
         kind = SimpleNamespace(dma=Signal(name="is_dma"), conv=Signal(name="is_conv"),
                                pool=Signal(name="is_pool"), known=Signal(name="is_known"))
 
+        # SETTLE decides on a register: whether the memories were idle (and the transfers
+        # done) in its cycle before (the memories' idle gathers every unit's pipeline).
+        settled, final = Signal(), Signal()
+        m.d.sync += final.eq(index + 1 == last)
+
         with m.FSM():
             with m.State("IDLE"):
                 with m.If(self.run):
+                    # The host port's command is taken into registers and compared in BEGIN
+                    # (running from now: the port waits on it the cycle after).
                     m.d.sync += [index.eq(self.first), last.eq(self.last), self.error.eq(0),
-                                 self.running.eq(self.first < self.last)]
-                    with m.If(self.first < self.last):
-                        m.d.sync += [k.eq(0), got.eq(0), cycles.eq(0), stall.eq(0)]
-                        m.next = "FETCH"
+                                 self.running.eq(1), k.eq(0), got.eq(0), cycles.eq(0),
+                                 stall.eq(0)]
+                    m.next = "BEGIN"
+            with m.State("BEGIN"):          # counted in the first step's cycles
+                with m.If(index < last):
+                    m.next = "FETCH"
+                with m.Else():
+                    m.d.sync += self.running.eq(0)
+                    m.next = "IDLE"
             with m.State("FETCH"):
                 m.d.comb += self.fetching.eq(1)
                 with m.If(k < DESCRIPTOR_WORDS):
@@ -134,23 +146,27 @@ class Sequencer(wiring.Component):
                     m.d.sync += [self.error.eq(1), self.running.eq(0)]
                     m.next = "IDLE"
                 with m.Elif(kind.dma):
-                    m.d.comb += self.dma.valid.eq(1)
-                    with m.If(self.dma.ready):
-                        m.next = "SETTLE"
+                    m.d.sync += self.dma.valid.eq(1)
+                    m.next = "QUEUE"
                 with m.Elif(~ready):
                     m.d.sync += stall.eq(stall + 1)
                 with m.Elif(kind.conv):
-                    m.d.sync += self.use_pool.eq(0)
+                    m.d.sync += [self.use_pool.eq(0), self.conv_start.eq(1)]
                     m.next = "START_CONV"
                 with m.Else():
-                    m.d.sync += self.use_pool.eq(1)
+                    m.d.sync += [self.use_pool.eq(1), self.pool_start.eq(1)]
                     m.next = "START_POOL"
-            # A unit is started from a state of its own: its start comes from a register.
+            # The transfer is offered, and a unit started, from registers (set in DISPATCH):
+            # the DMA engine's queue and the units lie apart from the sequencer.
+            with m.State("QUEUE"):
+                with m.If(self.dma.ready):
+                    m.d.sync += self.dma.valid.eq(0)
+                    m.next = "SETTLE"
             with m.State("START_CONV"):
-                m.d.comb += self.conv_start.eq(1)
+                m.d.sync += self.conv_start.eq(0)
                 m.next = "CONV"
             with m.State("START_POOL"):
-                m.d.comb += self.pool_start.eq(1)
+                m.d.sync += self.pool_start.eq(0)
                 m.next = "POOL"
             with m.State("CONV"):
                 with m.If(self.conv_done):
@@ -161,13 +177,14 @@ class Sequencer(wiring.Component):
             with m.State("SETTLE"):
                 # The run's last step also waits for its transfers to end: the run ends when
                 # they have, and its cycles are the step's.
-                drained = (self.dma_idle | (index + 1 != last)) if self.has_dma else 1
-                with m.If(self.memory_idle & drained):
+                drained = (self.dma_idle | ~final) if self.has_dma else 1
+                with m.If(settled):
                     m.next = "NEXT"
+                m.d.sync += settled.eq(self.memory_idle & drained)
             with m.State("NEXT"):
                 m.d.comb += self.layer_we.eq(1)
                 m.d.sync += [index.eq(index + 1), k.eq(0), got.eq(0), cycles.eq(0),
-                             stall.eq(0)]
+                             stall.eq(0), settled.eq(0)]
                 with m.If(index + 1 < last):
                     m.next = "FETCH"
                 with m.Else():

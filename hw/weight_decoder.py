@@ -92,7 +92,7 @@ class WeightDecoder(wiring.Component):
         m.submodules.entries = entries = SyncFIFOBuffered(width=RUN_BITS + CODE_BITS, depth=4)
         parsed_all = self._parser(m, sparse, entries_word, entries_bit, count, streaming,
                                   entries)
-        channel = self._assigner(m, sparse, taps, out_c, count, streaming, entries)
+        published_all = self._assigner(m, sparse, taps, out_c, count, streaming, entries)
 
         def copy(count, address, write, then):
             """Read ``count`` words from ``address(i)``, ``write(i, data)`` each answer."""
@@ -138,7 +138,7 @@ class WeightDecoder(wiring.Component):
                 copy(out_c, lambda i: bias_word + i, write_bias, to_stream)
             with m.State("STREAM"):
                 m.d.comb += streaming.eq(1)
-                with m.If((channel == out_c) & parsed_all):
+                with m.If(published_all & parsed_all):
                     m.next = "IDLE"
         return m
 
@@ -202,8 +202,12 @@ class WeightDecoder(wiring.Component):
         """Each entry's channel and tap: published channel lists (ping-pong buffers).
 
         ``room`` = taps - pos is how far the channel's end is: an entry whose zero-run reaches
-        it belongs to a later channel, so the current one is published first. Returns the
-        channel counter (``out_c`` once all are published)."""
+        it belongs to a later channel, so the current one is published first. Returns a
+        register, high once every channel is published.
+
+        What it does in a cycle is decided on registers: "every channel published" and "no
+        entry left" are kept as flags, updated with the counters they summarise (the 64-lane
+        critical path compared the channel and entry counters in that cycle)."""
         tap_bits = self.tap_bits
         entry = entries.r_data
         run = Mux(sparse, entry[:RUN_BITS], 0)
@@ -212,22 +216,25 @@ class WeightDecoder(wiring.Component):
         room = Signal(signed(tap_bits + 5))     # taps - pos
         remaining = Signal(32)                  # entries not yet assigned
         channel = Signal(len(self.out_c))
+        published_all, none_left = Signal(), Signal()     # channel == out_c, remaining == 0
         wbuf = Signal()
         n = Signal(tap_bits + 1)
         with m.If(self._restart):
             m.d.sync += [pos.eq(0), room.eq(taps), remaining.eq(count),
-                         channel.eq(0), wbuf.eq(0), n.eq(0)]
-        with m.Elif(~streaming | (channel == out_c) | self.full.bit_select(wbuf, 1)):
+                         channel.eq(0), wbuf.eq(0), n.eq(0),
+                         published_all.eq(out_c == 0), none_left.eq(count == 0)]
+        with m.Elif(~streaming | published_all | self.full.bit_select(wbuf, 1)):
             pass                                # nothing to do, or the engine replays wbuf
-        with m.Elif((remaining == 0) | entries.r_rdy & (run >= room)):
+        with m.Elif(none_left | entries.r_rdy & (run >= room)):
             # The next entry belongs to a later channel (or none is left): publish.
             m.d.comb += [self.chan_done.eq(1), self.chan_buf.eq(wbuf), self.chan_count.eq(n)]
             m.d.sync += [channel.eq(channel + 1), wbuf.eq(~wbuf), n.eq(0),
-                         pos.eq(pos - taps), room.eq(room + taps)]
+                         pos.eq(pos - taps), room.eq(room + taps),
+                         published_all.eq(channel + 1 == out_c)]
         with m.Elif(entries.r_rdy):
             m.d.comb += entries.r_en.eq(1)
             m.d.sync += [pos.eq(pos + run + 1), room.eq(room - run - 1),
-                         remaining.eq(remaining - 1)]
+                         remaining.eq(remaining - 1), none_left.eq(remaining == 1)]
             with m.If(code != 0):
                 m.d.comb += [self.list_we.eq(1), self.list_addr.eq(Cat(n[:tap_bits], wbuf)),
                              self.list_tap.eq(pos + run), self.list_code.eq(code)]
@@ -235,4 +242,4 @@ class WeightDecoder(wiring.Component):
         # Entries parsed after the last channel was published belong to nobody.
         with m.If(~streaming & entries.r_rdy):
             m.d.comb += entries.r_en.eq(1)
-        return channel
+        return published_all

@@ -4,6 +4,7 @@ work as stated, and a small configuration goes all the way to a bitstream that m
 
 import json
 import os
+import sys
 
 import pytest
 from amaranth import Module
@@ -18,9 +19,10 @@ from .streams import collector, sender
 
 #: The configuration CI builds: small enough for a few minutes of place and route.
 CI_LANES, CI_CLOCK = 8, 75.0
-#: nextpnr's placement seed of the CI build: with its default one, the 8-lane board top misses
-#: 75 MHz by a few endpoints (placement is chaotic; README "Numbers" has the figures).
-CI_SEED = 2
+#: nextpnr's placement seeds of the CI build, tried in turn until one meets timing: placement
+#: is chaotic, and one seed can miss 75 MHz by a few endpoints where another meets it (README
+#: "Numbers" has the figures).
+CI_SEEDS = (2, 3, 1)
 
 
 def fails_with(capsys, argv, message):
@@ -104,13 +106,15 @@ def test_build_of_a_small_configuration_meets_timing(capsys, tmp_path):
     meets the PLL's clock, the multipliers are the lanes plus the requantiser's two."""
     output = tmp_path / "build"
     code = cli.main(["build", "--lanes", str(CI_LANES), "--clock", str(CI_CLOCK), "--seed",
-                     str(CI_SEED), "-o", str(output), "--json"])
+                     ",".join(map(str, CI_SEEDS)), "-o", str(output), "--json"])
     printed = capsys.readouterr()
     # On failure: the result (fmax) and the error line, not the progress lines.
     assert code == 0, (printed.out, printed.err.splitlines()[-1:])
     result = json.loads(printed.out)
     assert result["timing_met"] and result["fmax_mhz"] >= CI_CLOCK
-    assert result["mult18"] == CI_LANES + 2 and result["seed"] == CI_SEED
+    assert result["mult18"] == CI_LANES + 2 and result["seed"] in CI_SEEDS
+    assert result["attempts"][-1] == {"seed": result["seed"], "fmax_mhz": result["fmax_mhz"],
+                                      "timing_met": True}
     assert result["lut4"] <= result["lut4_total"] and result["dp16kd"] <= 208
     bitstream = result["bitstream"]
     assert bitstream and os.path.getsize(bitstream) > 100_000
@@ -145,3 +149,54 @@ def test_only_a_routed_timing_figure_counts(tmp_path, log, fmax, met):
     nextpnr stopped during routing has none, and `build` then fails with its log."""
     (tmp_path / "top.tim").write_text(log)
     assert flow.parse_nextpnr(tmp_path / "report.json", tmp_path / "top.tim")[:2] == (fmax, met)
+
+
+FAKE_NEXTPNR = """#!{python}
+import json, sys
+args = sys.argv[1:]
+seed = int(args[args.index("--seed") + 1])
+fmax = {{5: 70.10, 6: 76.30, 7: 80.00}}[seed]
+verdict = "PASS" if fmax >= 75 else "FAIL"
+with open("seeds.log", "a") as log:
+    log.write(f"{{seed}}\\n")
+with open("top.tim", "w") as log:
+    log.write("Info: Routing globals...\\n"
+              f"Info: Max frequency for clock '$glbnet$clk': {{fmax:.2f}} MHz ({{verdict}} at 75.00 MHz)\\n")
+used = {{"TRELLIS_COMB": {{"used": 100, "available": 83640}},
+        "MULT18X18D": {{"used": 10, "available": 156}}}}
+json.dump({{"utilization": used}}, open("report.json", "w"))
+open("top.config", "w").write("config")
+sys.exit(0 if verdict == "PASS" else 1)
+"""
+
+
+class _Plan:
+    def extract(self, directory):
+        (directory / "top.ys").write_text("")
+
+
+class _Platform:
+    def prepare(self, top, name):
+        return _Plan()
+
+
+def test_seeds_are_tried_until_one_meets_timing(capsys, monkeypatch, tmp_path):
+    """`build --seed 5,6,7` places and routes with seed 5 (70.1 MHz, missed), then 6 (met),
+    and stops there: the result is seed 6's, with both attempts listed."""
+    tools = {"YOSYS": "#!/bin/sh\nexit 0\n", "NEXTPNR_ECP5": FAKE_NEXTPNR.format(
+        python=sys.executable), "ECPPACK": "#!/bin/sh\necho bits > top.bit\n"}
+    for variable, text in tools.items():
+        script = tmp_path / variable.lower()
+        script.write_text(text)
+        script.chmod(0o755)
+        monkeypatch.setenv(variable, str(script))
+    monkeypatch.setattr(flow, "ULX3SPlatform", _Platform)
+    monkeypatch.setattr(tasks, "_build_record", lambda board, lanes: tmp_path / "record.json")
+    output = tmp_path / "build"
+    code = cli.main(["build", "--lanes", "8", "--seed", "5,6,7", "-o", str(output), "--json"])
+    result = json.loads(capsys.readouterr().out)
+    assert code == 0 and result["timing_met"] and result["seed"] == 6
+    assert result["fmax_mhz"] == 76.30 and result["bitstream"] == str(output / "top.bit")
+    assert result["attempts"] == [{"seed": 5, "fmax_mhz": 70.10, "timing_met": False},
+                                  {"seed": 6, "fmax_mhz": 76.30, "timing_met": True}]
+    assert (output / "seeds.log").read_text().split() == ["5", "6"]
