@@ -190,7 +190,9 @@ def test_seeds_are_tried_until_one_meets_timing(capsys, monkeypatch, tmp_path):
         script.write_text(text)
         script.chmod(0o755)
         monkeypatch.setenv(variable, str(script))
+    # No elaboration: the fake platform takes a stand-in for the board top.
     monkeypatch.setattr(flow, "ULX3SPlatform", _Platform)
+    monkeypatch.setattr(flow, "ULX3STop", lambda *args, **kwargs: object())
     monkeypatch.setattr(tasks, "_build_record", lambda board, lanes: tmp_path / "record.json")
     output = tmp_path / "build"
     code = cli.main(["build", "--lanes", "8", "--seed", "5,6,7", "-o", str(output), "--json"])
