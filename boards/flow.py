@@ -277,16 +277,15 @@ def build(board_name, lanes, clock_mhz, directory, progress=None, router="router
         raise BuildError(f"yosys failed (exit {rc}):\n{_tail(directory / 'top.rpt')}")
     attempts = []
     stages["place_and_route"] = 0.0
+    command = [tools["nextpnr-ecp5"], f"--{board.device}", "--package", board.package,
+               "--speed", board.speed, "--json", "top.json", "--lpf", "top.lpf",
+               "--textcfg", "top.config", "--report", "report.json", "--router", router,
+               "--log", "top.tim"]
     for seed in seeds or [None]:
-        command = [tools["nextpnr-ecp5"], f"--{board.device}", "--package", board.package,
-                   "--speed", board.speed, "--json", "top.json", "--lpf", "top.lpf",
-                   "--textcfg", "top.config", "--report", "report.json", "--router", router,
-                   "--log", "top.tim"]
-        if seed is not None:
-            command += ["--seed", str(seed)]
+        chosen = [] if seed is None else ["--seed", str(seed)]
         what = f"{clock_mhz:g} MHz" + ("" if seed is None else f", seed {seed}")
-        rc, seconds = _run(command, directory, "nextpnr.log", Stage.PLACE_ROUTE, progress,
-                           what)
+        rc, seconds = _run(command + chosen, directory, "nextpnr.log", Stage.PLACE_ROUTE,
+                           progress, what)
         stages["place_and_route"] += seconds
         fmax, met, used = parse_nextpnr(directory / "report.json", directory / "top.tim")
         if rc < 0:
