@@ -5,16 +5,15 @@ from amaranth import Cat, Const, Module, Mux, Signal
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
-from .ports import PairReadSignature, ReadSignature, WriteSignature, delay, replicate
+from .ports import (LANES_PER_COPY, PairReadSignature, ReadSignature, WriteSignature, delay,
+                    group_lanes, lane_groups, replicate)
 from .ram import Ram
 
-__all__ = ["ActivationMemory", "rotate_stages", "ROTATE_LEVELS_PER_STAGE", "FANOUT"]
+__all__ = ["ActivationMemory", "rotate_stages", "ROTATE_LEVELS_PER_STAGE"]
 
 #: Barrel-shifter levels between two registers of a rotation (2 levels of 2:1 muxes fit a
 #: LUT4 level each; measured on ECP5: 3 stages of 2 levels close at 100 MHz for 64 lanes).
 ROTATE_LEVELS_PER_STAGE = 2
-#: Banks or lanes driven by one copy of a broadcast register (address, rotation amount).
-FANOUT = 8
 
 
 def rotate_stages(m, lanes, amount_early, left, name, platform=None):
@@ -22,9 +21,9 @@ def rotate_stages(m, lanes, amount_early, left, name, platform=None):
     barrel levels per registered stage.
 
     ``amount_early`` is the amount one cycle before ``lanes`` arrive: it is registered into
-    one copy per :data:`FANOUT` lanes (each drives only its lanes' multiplexers), and every
-    copy travels down the stages with its lanes. Rotating left moves lane l to position
-    ``(l + amount) % n``; right, to ``(l - amount) % n``.
+    one copy per :data:`~.ports.LANES_PER_COPY` lanes (each drives only its lanes'
+    multiplexers), and every copy travels down the stages with its lanes. Rotating left
+    moves lane l to position ``(l + amount) % n``; right, to ``(l - amount) % n``.
 
     Returns
     -------
@@ -32,14 +31,15 @@ def rotate_stages(m, lanes, amount_early, left, name, platform=None):
     """
     n = len(lanes)
     levels = (n - 1).bit_length()
-    groups = -(-n // FANOUT)
+    groups = lane_groups(n)
     copies = replicate(m, platform, amount_early, groups, f"{name}_amount")
     stage = 0
     for first in range(0, levels, ROTATE_LEVELS_PER_STAGE):
         for bit in range(first, min(levels, first + ROTATE_LEVELS_PER_STAGE)):
             shift = 1 << bit
             src = [(l - shift) % n if left else (l + shift) % n for l in range(n)]
-            lanes = [Mux(copies[l // FANOUT][bit], lanes[src[l]], lanes[l]) for l in range(n)]
+            lanes = [Mux(copies[l // LANES_PER_COPY][bit], lanes[src[l]], lanes[l])
+                     for l in range(n)]
         registered = []
         for l, value in enumerate(lanes):
             reg = Signal(len(value), name=f"{name}{stage}_{l}")
@@ -86,8 +86,8 @@ class ActivationMemory(wiring.Component):
     pair : In(PairReadSignature)
         (With ``rows``.) The bytes at ``addr`` and ``addr + 1``: a request is taken into a
         register, granted on a cycle no write reaches the banks, answered in order
-        :attr:`pair_latency` cycles after the grant. Each group of FANOUT banks picks its
-        bytes and registers them; only the groups' 16-bit picks travel to the reader, not a
+        :attr:`pair_latency` cycles after the grant. Each group of LANES_PER_COPY banks picks
+        its bytes and registers them; only the groups' 16-bit picks travel to the reader, not a
         row of every bank.
     """
 
@@ -137,14 +137,14 @@ class ActivationMemory(wiring.Component):
             m.submodules[f"bank{b}"] = bank = Ram(8, depth, second_read=self.rows)
             banks.append(bank)
 
-        # Read: input registers (1: the address in one copy per FANOUT banks, so no register
-        # drives every bank's row logic), rows (1), block RAM (1), output register (1),
-        # rotation.
-        groups = -(-n // FANOUT)
+        # Read: input registers (1: the address in one copy per LANES_PER_COPY banks, so no
+        # register drives every bank's row logic), rows (1), block RAM (1), output register
+        # (1), rotation.
+        groups = lane_groups(n)
         r_addrs = replicate(m, platform, self.read.addr, groups, "rd_addr")
         rows = []
         for g, addr in enumerate(r_addrs):
-            rows += self._rows(m, addr, f"rd{g}", range(g * FANOUT, min(n, (g + 1) * FANOUT)))
+            rows += self._rows(m, addr, f"rd{g}", group_lanes(g, n))
         enable = delay(m, self.read.en, 2, "rd_en")
         outputs = []
         for b, bank in enumerate(banks):
@@ -162,16 +162,16 @@ class ActivationMemory(wiring.Component):
         m.d.comb += [self.read.valid.eq(answer[0]), self.read.rtag.eq(answer[1:])]
 
         # Write: input registers (1), rotation; the row registers ride along. The address
-        # has one copy per FANOUT banks, each with its own row + 1.
+        # has one copy per LANES_PER_COPY banks, each with its own row + 1.
         w = self.write
         w_en = delay(m, w.en, 1, "wr_en")
-        groups = -(-n // FANOUT)
+        groups = lane_groups(n)
         w_addrs = replicate(m, platform, w.addr, groups, "wr_addr")
         lanes = [delay(m, Cat(w.data[8 * l: 8 * l + 8], w.mask[l]), 1, f"wr_lane{l}")
                  for l in range(n)]
         rows = []
         for g, addr in enumerate(w_addrs):
-            rows += self._rows(m, addr, f"wr{g}", range(g * FANOUT, min(n, (g + 1) * FANOUT)))
+            rows += self._rows(m, addr, f"wr{g}", group_lanes(g, n))
         lanes, stages = rotate_stages(m, lanes, w.addr[:shift], left=True, name="wr_rot",
                                       platform=platform)
         rows = [delay(m, row, stages - 1, f"wr_row{b}") for b, row in enumerate(rows)]
@@ -184,7 +184,7 @@ class ActivationMemory(wiring.Component):
             if grants is None:
                 m.d.comb += bank.write_addr.eq(rows[b])
             else:
-                g = b // FANOUT
+                g = b // LANES_PER_COPY
                 m.d.comb += [bank.write_addr.eq(Mux(grants[g], pair_rows[b], rows[b])),
                              bank.read_b_en.eq(grants[g])]
             m.d.comb += [bank.write_data.eq(lanes[b][:8]), bank.write_en.eq(en & lanes[b][8])]
@@ -204,7 +204,7 @@ class ActivationMemory(wiring.Component):
         none does. Returns (grant of each group, the row of each bank)."""
         r = self.pair
         n, shift = self.lanes, (self.lanes - 1).bit_length()
-        groups = -(-n // FANOUT)
+        groups = lane_groups(n)
         pending = Signal(name="pair_pending")
         grant = Signal()
         # A request may be taken in the cycle the one before is granted: one pair a cycle.
@@ -225,7 +225,7 @@ class ActivationMemory(wiring.Component):
             row1 = Signal(len(row), name=f"pair_row1_{g}")
             take_g = Signal(name=f"pair_take{g}")
             m.d.comb += [row1.eq(row + 1), take_g.eq(r.en & (~pendings[g] | grants[g]))]
-            for b in range(g * FANOUT, min(n, (g + 1) * FANOUT)):
+            for b in group_lanes(g, n):
                 reg = Signal(len(row), name=f"pair_row{b}")
                 with m.If(take_g):
                     m.d.sync += reg.eq(Mux(b < offset, row1, row) if b < n - 1 else row)
@@ -251,7 +251,7 @@ class ActivationMemory(wiring.Component):
         picks = []
         for g in range(groups):
             lo, hi = Signal(8, name=f"pair_lo{g}"), Signal(8, name=f"pair_hi{g}")
-            members = range(g * FANOUT, min(n, (g + 1) * FANOUT))
+            members = group_lanes(g, n)
             m.d.sync += [lo.eq(0), hi.eq(0)]
             for b in members:
                 with m.If(offsets[g] == b):

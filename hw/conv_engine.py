@@ -23,15 +23,13 @@ from amaranth.lib.wiring import In, Out
 
 from squeezefpga.blob_format import CODE_BITS, MULTIPLIER_BITS
 
-from .ports import ReadSignature, WriteSignature, replicate
+from .ports import LANES_PER_COPY, ReadSignature, WriteSignature, lane_groups, replicate
 from .requantizer import Requantizer
 from .multiplier import SequentialMultiplier
 from .weight_decoder import WeightDecoder
 
 __all__ = ["ConvEngine", "tile_layout", "tap_layout"]
 
-#: Lanes that share one copy of the broadcast weight register (fan-out of the weight).
-WEIGHT_FANOUT = 8
 #: Lanes per requantiser: requantisation runs once per output, time-shared.
 LANES_PER_REQUANTIZER = 16
 
@@ -260,14 +258,14 @@ class ConvEngine(wiring.Component):
         ]
 
         # The lanes' columns shift in while `lane_shift` (TABLE, lane_i < N): a register, in
-        # one copy per WEIGHT_FANOUT lanes, enables the shift (else one compare enables the
+        # one copy per LANES_PER_COPY lanes, enables the shift (else one compare enables the
         # columns of every lane).
         enter_table, lane_shift = Signal(), Signal()
         shift_next = enter_table | (lane_shift & (lane_i != N - 1))
         m.d.sync += lane_shift.eq(shift_next)
-        shifts = replicate(m, st.platform, shift_next, -(-N // WEIGHT_FANOUT), "lane_shift")
+        shifts = replicate(m, st.platform, shift_next, lane_groups(N), "lane_shift")
         for l in range(N):
-            with m.If(shifts[l // WEIGHT_FANOUT]):
+            with m.If(shifts[l // LANES_PER_COPY]):
                 m.d.sync += st.x_init[l].eq(lane_x if l == N - 1 else st.x_init[l + 1])
 
         def length_of(count):
@@ -458,8 +456,8 @@ class ConvEngine(wiring.Component):
         cfg = self.config
         N, S = cfg.lanes, cfg.side_bits
         # R: the memory's answer registered once more, the fields every lane reads in one
-        # copy per WEIGHT_FANOUT lanes, so that no register drives all the lanes' masks.
-        groups = -(-N // WEIGHT_FANOUT)
+        # copy per LANES_PER_COPY lanes, so that no register drives all the lanes' masks.
+        groups = lane_groups(N)
         answer = Signal(self.tap, name="answer")
         valid = Signal(name="answer_valid")
         lane_data = Signal(8 * N, name="answer_data")
@@ -474,15 +472,15 @@ class ConvEngine(wiring.Component):
             groups, "lanes")]
         # Lane columns: from the table for a channel's first tile, then advanced per tile.
         # The layer's row length, last column and columns per tile, one copy per
-        # WEIGHT_FANOUT lanes (constant through the layer).
+        # LANES_PER_COPY lanes (constant through the layer).
         x_cur = [Signal(S, name=f"x_cur{l}") for l in range(N)]
         row_fields = data.StructLayout({"width": S, "last_column": S, "step": len(st.div_b)})
         rows = [data.View(row_fields, c) for c in replicate(
             m, st.platform, Cat(self.in_w, (self.in_w - 1)[:S], st.div_b), groups, "row")]
         xs = []
         for l in range(N):
-            c = copies[l // WEIGHT_FANOUT]
-            row = rows[l // WEIGHT_FANOUT]
+            c = copies[l // LANES_PER_COPY]
+            row = rows[l // LANES_PER_COPY]
             x_used = Mux(c.tile0, st.x_init[l], x_cur[l])
             invalid = ((c.edge[0] & (x_used == 0))
                        | (c.edge[1] & (x_used == row.last_column))
@@ -495,8 +493,8 @@ class ConvEngine(wiring.Component):
 
         # X: the lanes' bytes and the weight, registered: the multipliers' input registers.
         # What every lane takes (the weight; below the bias, the load and enables) has one
-        # copy per WEIGHT_FANOUT lanes.
-        groups = -(-N // WEIGHT_FANOUT)
+        # copy per LANES_PER_COPY lanes.
+        groups = lane_groups(N)
         st.x_valid = Signal()
         x = [Signal(8, name=f"x{l}") for l in range(N)]
         weights = [w.as_signed() for w in replicate(m, st.platform, answer.w, groups, "w")]
@@ -512,9 +510,9 @@ class ConvEngine(wiring.Component):
         prod = [Signal(signed(17), name=f"prod{l}") for l in range(N)]
         p_info = Signal(info.shape(), name="p_info")
         m.d.sync += [st.p_valid.eq(st.x_valid), p_info.eq(info)]
-        m.d.sync += [prod[l].eq(weights[l // WEIGHT_FANOUT] * x[l]) for l in range(N)]
+        m.d.sync += [prod[l].eq(weights[l // LANES_PER_COPY] * x[l]) for l in range(N)]
         # Load the bias (a tile's first weight), accumulate, capture (its last). The bias has
-        # one copy per WEIGHT_FANOUT lanes; the controls, which select or enable all 32 bits
+        # one copy per LANES_PER_COPY lanes; the controls, which select or enable all 32 bits
         # of a lane's accumulator and shadow, one copy per lane (else each drives hundreds).
         biases = [b.as_signed() for b in replicate(m, st.platform, info.bias, groups, "bias")]
         controls = replicate(m, st.platform, Cat(info.first, st.x_valid & info.last,
@@ -526,7 +524,7 @@ class ConvEngine(wiring.Component):
         st.acc_next = []
         for l in range(N):
             c = controls[l]
-            st.acc_next.append(Mux(c[0], biases[l // WEIGHT_FANOUT], acc[l]) + prod[l])
+            st.acc_next.append(Mux(c[0], biases[l // LANES_PER_COPY], acc[l]) + prod[l])
             with m.If(c[2]):
                 m.d.sync += acc[l].eq(st.acc_next[l])
         # The counters' inputs, registered (the counters' adders are 64 bits wide).
@@ -595,11 +593,10 @@ class ConvEngine(wiring.Component):
         st.collected_tile = Signal(tile)
         collected = first.out_valid & first.out_tag[0]
         m.d.sync += st.collected.eq(collected)
-        # The writer's copy of the bytes is loaded in groups of WEIGHT_FANOUT lanes, each
+        # The writer's copy of the bytes is loaded in groups of LANES_PER_COPY lanes, each
         # enabled by its own copy of `collected`.
-        st.collected_lanes = replicate(m, st.platform, collected, -(-N // WEIGHT_FANOUT),
-                                       "collected")
-        with m.If(first.out_valid & first.out_tag[0]):
+        st.collected_lanes = replicate(m, st.platform, collected, lane_groups(N), "collected")
+        with m.If(collected):
             m.d.sync += st.collected_tile.eq(first.out_tag[1:])
         st.collected_data = Cat(*(bytes_ for _, bytes_ in groups))
 
@@ -657,7 +654,7 @@ class ConvEngine(wiring.Component):
                 with m.If((w_lo + self.in_w >= N) | (w_y + 1 >= st.hv)):
                     m.d.sync += w_active.eq(0)
         t = st.collected_tile
-        span = 8 * WEIGHT_FANOUT
+        span = 8 * LANES_PER_COPY
         for g, enable in enumerate(st.collected_lanes):
             with m.If(enable):
                 m.d.sync += w_data[g * span: (g + 1) * span].eq(

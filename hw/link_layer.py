@@ -79,12 +79,25 @@ class LinkLayer(wiring.Component):
             with m.Else():
                 m.d.sync += timer.eq(timer + 1)
 
+        # The host port sits across the chip from the link (by the SDRAM and the memories),
+        # so nothing of it reaches this state machine in the cycle it changes: a request byte
+        # waits for the port in `to_port`, a reply byte arrives through `from_port`, and the
+        # port being done is sampled into `port_quiet`.
+        to_port_valid, to_port = Signal(), Signal(8)
+        from_port_valid, from_port = Signal(), Signal(8)
+        port_quiet = Signal()
+        m.d.comb += [self.port_in.valid.eq(to_port_valid), self.port_in.payload.eq(to_port)]
+        with m.If(self.port_in.ready):
+            m.d.sync += to_port_valid.eq(0)
+        m.d.sync += [from_port_valid.eq(self.port_out.valid), from_port.eq(self.port_out.payload),
+                     port_quiet.eq(0)]
+
         # Replies of the host port are collected whenever the port talks.
         m.d.comb += self.port_out.ready.eq(1)
-        with m.If(self.port_out.valid):
+        with m.If(from_port_valid):
             with m.If(reply_len < MAX_PAYLOAD):
                 m.d.comb += [reply.write_addr.eq(reply_len),
-                             reply.write_data.eq(self.port_out.payload), reply.write_en.eq(1)]
+                             reply.write_data.eq(from_port), reply.write_en.eq(1)]
                 m.d.sync += reply_len.eq(reply_len + 1)
             with m.Else():
                 m.d.sync += overflow.eq(1)
@@ -158,16 +171,19 @@ class LinkLayer(wiring.Component):
                 m.next = "LATCH"
             with m.State("LATCH"):           # the block RAM's output, into request_byte
                 m.next = "FORWARD"
-            with m.State("FORWARD"):
-                m.d.comb += [self.port_in.valid.eq(1), self.port_in.payload.eq(request_byte)]
-                with m.If(self.port_in.ready):
-                    m.d.sync += idx.eq(idx + 1)
+            with m.State("FORWARD"):         # when the port has taken the byte before
+                with m.If(~to_port_valid):
+                    m.d.sync += [to_port_valid.eq(1), to_port.eq(request_byte), idx.eq(idx + 1)]
                     with m.If(idx + 1 == length):
                         m.next = "COLLECT"
                     with m.Else():
                         m.next = "FETCH"
             with m.State("COLLECT"):         # until the port has sent its whole reply
-                with m.If(self.port_idle & ~self.port_out.valid):
+                # Sampled only once the last request byte has gone (the port is idle until it
+                # takes that byte, and busy from the cycle after); quiet also means the byte
+                # the port sent last is already in the reply buffer.
+                m.d.sync += port_quiet.eq(~to_port_valid & self.port_idle & ~self.port_out.valid)
+                with m.If(port_quiet):
                     m.d.sync += [idx.eq(0),
                                  status.eq(Mux(overflow, LinkStatus.REPLY_OVERFLOW, LinkStatus.OK))]
                     m.next = "REPLY"

@@ -9,12 +9,10 @@ from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 
 from .multiplier import SequentialMultiplier
-from .ports import ReadSignature, WriteSignature, delay, replicate
+from .ports import LANES_PER_COPY, ReadSignature, WriteSignature, delay, lane_groups, replicate
 
 __all__ = ["PoolUnit", "pool_tag_layout"]
 
-#: Lanes that share one copy of an answer's fields.
-FOLD_FANOUT = 8
 
 
 def _max(a, b):
@@ -213,7 +211,7 @@ class PoolUnit(wiring.Component):
         seg = N // 2 - 1
         # The memory's answer, registered: its rotation's last stage drives no fold logic.
         # What every lane reads of it (the row, the columns, whether to fold) has one copy
-        # per FOLD_FANOUT lanes, so that no register drives the logic of all the lanes.
+        # per LANES_PER_COPY lanes, so that no register drives the logic of all the lanes.
         answer = Signal(self.tag, name="answer")
         valid = Signal(name="answer_valid")
         lane_data = Signal(8 * N, name="answer_data")
@@ -224,8 +222,8 @@ class PoolUnit(wiring.Component):
         fields = data.StructLayout({"fold": 1, "row": 2, "row_ok": 1, "cols": len(early.cols)})
         copies = [data.View(fields, copy) for copy in replicate(
             m, platform, Cat(self.act_read.valid & ~self.global_sum, early.row, early.row_ok,
-                             early.cols), -(-N // FOLD_FANOUT), "fold")]
-        copy = [copies[l // FOLD_FANOUT] for l in range(N)]
+                             early.cols), lane_groups(N), "fold")]
+        copy = [copies[l // LANES_PER_COPY] for l in range(N)]
         cols = Cat(copy[l].cols > l for l in range(N))
 
         # Max pooling: vertical max per lane, then (a cycle later) the horizontal max.

@@ -11,7 +11,11 @@ from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
 __all__ = ["ReadSignature", "WriteSignature", "PairReadSignature", "delay", "replicate",
-           "ReadShare", "WriteShare"]
+           "LANES_PER_COPY", "lane_groups", "group_lanes", "ReadShare", "WriteShare"]
+
+#: Lanes (or banks) driven by one copy of a broadcast register (a weight, an address, a
+#: control): one register feeding 64 lanes' logic spans the chip and cannot close timing.
+LANES_PER_COPY = 8
 
 
 def ReadSignature(addr_bits, data_bits, tag_bits=1):
@@ -56,6 +60,17 @@ def delay(m, value, cycles, name):
         m.d.sync += stage.eq(value)
         value = stage
     return value
+
+
+def lane_groups(lanes):
+    """How many copies of a broadcast register ``lanes`` lanes need, :data:`LANES_PER_COPY`
+    lanes each; lane ``l`` uses copy ``l // LANES_PER_COPY``."""
+    return -(-lanes // LANES_PER_COPY)
+
+
+def group_lanes(group, lanes):
+    """The lanes that copy ``group`` of :func:`lane_groups` drives."""
+    return range(group * LANES_PER_COPY, min(lanes, (group + 1) * LANES_PER_COPY))
 
 
 def replicate(m, platform, value, copies, name):
