@@ -63,7 +63,7 @@ def tap_layout(config):
 
 
 def _thermometer(count, lanes):
-    """Bit l set for l < ``count``."""
+    """Bit l set for l < ``count`` (a negative count sets none, one over ``lanes`` all)."""
     return Cat(count > l for l in range(lanes))
 
 
@@ -610,16 +610,21 @@ class ConvEngine(wiring.Component):
         w_data = Signal(8 * N)
         w_plane, w_q0 = Signal(A), Signal(2 * S)
         # The row's first and past-the-end lanes (w_lo, w_hi = w_lo + wv) and, merged, the
-        # positions left (q_end - q0): kept in registers, so that the mask is clamps and
-        # compares of registers, with no adder before them.
-        w_lo, w_hi, w_left = Signal(signed(2 * S + 2)), Signal(signed(2 * S + 2)), \
-            Signal(signed(2 * S + 2))
+        # positions left (q_end - q0) make the lane mask through their thermometers (bit l:
+        # the value > l, the same as its clamp to 0..N > l). The thermometers are registers,
+        # computed here together with the values, so the mask is one LUT of registers on its
+        # way to the memory's far banks (the compares were its critical path at 64 lanes).
+        w_lo, w_hi = Signal(signed(2 * S + 2)), Signal(signed(2 * S + 2))
+        th_lo, th_hi, th_left, th_row = (Signal(N, name=f"w_th_{n}")
+                                         for n in ("lo", "hi", "left", "row"))
+        # The output row's thermometer: out_w is constant through a layer, whose first write
+        # comes many cycles after its start.
+        m.d.sync += th_row.eq(_thermometer(self.out_w, N))
         w_y = Signal(S + 2)
         w_rowaddr = Signal(A + 1)
         w_step = Signal(S + 1)
         # The write is computed in one cycle and presented, from registers, in the next: its
-        # mask (a clamp and a thermometer of the tile's position) fans out to every lane of
-        # the activation memory and was the critical path in the cycle it was computed.
+        # mask fans out to every lane of the activation memory.
         w = SimpleNamespace(addr=Signal(A), mask=Signal(N), en=Signal())
         port = self.act_write
         st.w_pending = Signal()
@@ -632,23 +637,20 @@ class ConvEngine(wiring.Component):
                 last_row = w_step == self.out_h
                 m.d.comb += w.addr.eq(Mux(w_step == 0, w_plane,
                                           Mux(last_row, w_rowaddr - self.out_w + 1, w_rowaddr)))
-                m.d.comb += w.mask.eq(Mux((w_step == 0) | last_row,
-                                          _thermometer(_clamp(self.out_w, N), N),
-                                          Const(0b11, N)))
+                m.d.comb += w.mask.eq(Mux((w_step == 0) | last_row, th_row, Const(0b11, N)))
                 m.d.sync += w_step.eq(w_step + 1)
                 with m.If(w_step != 0):
                     m.d.sync += w_rowaddr.eq(w_rowaddr + self.out_w)
                 with m.If(last_row):
                     m.d.sync += w_active.eq(0)
             with m.Elif(st.merged):
-                m.d.comb += [w.addr.eq(w_plane + w_q0),
-                             w.mask.eq(_thermometer(_clamp(w_left, N), N))]
+                m.d.comb += [w.addr.eq(w_plane + w_q0), w.mask.eq(th_left)]
                 m.d.sync += w_active.eq(0)
             with m.Else():
-                m.d.comb += [w.addr.eq(w_rowaddr - w_lo),
-                             w.mask.eq(_thermometer(_clamp(w_hi, N), N)
-                                       & ~_thermometer(_clamp(w_lo, N), N))]
+                m.d.comb += [w.addr.eq(w_rowaddr - w_lo), w.mask.eq(th_hi & ~th_lo)]
                 m.d.sync += [w_lo.eq(w_lo + self.in_w), w_hi.eq(w_hi + self.in_w),
+                             th_lo.eq(_thermometer(w_lo + self.in_w, N)),
+                             th_hi.eq(_thermometer(w_hi + self.in_w, N)),
                              w_y.eq(w_y + 1),
                              w_rowaddr.eq(w_rowaddr + self.out_w)]
                 with m.If((w_lo + self.in_w >= N) | (w_y + 1 >= st.hv)):
@@ -663,7 +665,8 @@ class ConvEngine(wiring.Component):
             m.d.sync += [
                 w_active.eq(1), w_border.eq(t.border),
                 w_plane.eq(t.plane), w_q0.eq(t.q0), w_lo.eq(-t.x0), w_hi.eq(st.wv - t.x0),
-                w_left.eq(st.q_end - t.q0),
+                th_lo.eq(_thermometer(-t.x0, N)), th_hi.eq(_thermometer(st.wv - t.x0, N)),
+                th_left.eq(_thermometer(st.q_end - t.q0, N)),
                 w_y.eq(t.y0), w_step.eq(0),
                 w_rowaddr.eq(Mux(t.border, t.plane + self.out_w - 1, t.plane + t.rowbase)),
             ]
