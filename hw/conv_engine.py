@@ -63,8 +63,19 @@ def tap_layout(config):
 
 
 def _thermometer(count, lanes):
-    """Bit l set for l < ``count`` (a negative count sets none, one over ``lanes`` all)."""
-    return Cat(count > l for l in range(lanes))
+    """Bit l set for l < ``count`` (a negative count sets none, one over ``lanes`` all).
+
+    Each bit compares only the low bits that can lie below ``lanes`` and is forced by the
+    sign and the rest: compared whole, synthesis chained the 64 bits through a dozen LUTs.
+    """
+    count = Value.cast(count)
+    bits = max(1, (lanes - 1).bit_length())
+    if len(count) <= bits:
+        return Cat(count > l for l in range(lanes))
+    low = count[:bits]
+    positive = ~count[-1] if count.shape().signed else Const(1)
+    big = positive & (count[bits:] != 0)
+    return Cat(positive & (big | (low > l)) for l in range(lanes))
 
 
 def _clamp(value, top):
@@ -599,6 +610,10 @@ class ConvEngine(wiring.Component):
         with m.If(collected):
             m.d.sync += st.collected_tile.eq(first.out_tag[1:])
         st.collected_data = Cat(*(bytes_ for _, bytes_ in groups))
+        # The tile rides with every result of its group (G >= 4 consecutive cycles before
+        # `collected`), so the writer can prepare its masks from it.
+        st.result_valid = first.out_valid
+        st.result_tile = tile(first.out_tag[1:])
 
     # -- the writer ----------------------------------------------------------------------------
 
@@ -609,12 +624,22 @@ class ConvEngine(wiring.Component):
         w_border = Signal()
         w_data = Signal(8 * N)
         w_plane, w_q0 = Signal(A), Signal(2 * S)
-        # The row's first and past-the-end lanes (w_lo, w_hi = w_lo + wv) and, merged, the
-        # positions left (q_end - q0) make the lane mask through their thermometers (bit l:
-        # the value > l, the same as its clamp to 0..N > l). The thermometers are registers,
-        # computed here together with the values, so the mask is one LUT of registers on its
-        # way to the memory's far banks (the compares were its critical path at 64 lanes).
-        w_lo, w_hi = Signal(signed(2 * S + 2)), Signal(signed(2 * S + 2))
+        # The row's first and past-the-end lanes (lo, hi = lo + wv) and, merged, the positions
+        # left (q_end - q0) make the lane mask through their thermometers (bit l: the value
+        # > l, the same as its clamp to 0..N > l). The mask, on its way to the memory's far
+        # banks, is one LUT of thermometer registers, and no thermometer is computed in the
+        # cycle of an adder: they are prepared from the tile while its results come out
+        # (differences, then thermometers), and the next row's a row ahead.
+        V = signed(2 * S + 2)
+        early = st.result_tile
+        e_lo, e_hi, e_left = (Signal(V, name=f"w_early_{n}") for n in ("lo", "hi", "left"))
+        with m.If(st.result_valid):
+            m.d.sync += [e_lo.eq(-early.x0), e_hi.eq(st.wv - early.x0),
+                         e_left.eq(st.q_end - early.q0)]
+        p_lo, p_hi, p_left = (Signal(N, name=f"w_ready_{n}") for n in ("lo", "hi", "left"))
+        m.d.sync += [p_lo.eq(_thermometer(e_lo, N)), p_hi.eq(_thermometer(e_hi, N)),
+                     p_left.eq(_thermometer(e_left, N))]
+        w_lo, lo_next, hi_next = Signal(V), Signal(V), Signal(V)
         th_lo, th_hi, th_left, th_row = (Signal(N, name=f"w_th_{n}")
                                          for n in ("lo", "hi", "left", "row"))
         # The output row's thermometer: out_w is constant through a layer, whose first write
@@ -648,12 +673,12 @@ class ConvEngine(wiring.Component):
                 m.d.sync += w_active.eq(0)
             with m.Else():
                 m.d.comb += [w.addr.eq(w_rowaddr - w_lo), w.mask.eq(th_hi & ~th_lo)]
-                m.d.sync += [w_lo.eq(w_lo + self.in_w), w_hi.eq(w_hi + self.in_w),
-                             th_lo.eq(_thermometer(w_lo + self.in_w, N)),
-                             th_hi.eq(_thermometer(w_hi + self.in_w, N)),
+                m.d.sync += [w_lo.eq(lo_next), th_lo.eq(_thermometer(lo_next, N)),
+                             th_hi.eq(_thermometer(hi_next, N)),
+                             lo_next.eq(lo_next + self.in_w), hi_next.eq(hi_next + self.in_w),
                              w_y.eq(w_y + 1),
                              w_rowaddr.eq(w_rowaddr + self.out_w)]
-                with m.If((w_lo + self.in_w >= N) | (w_y + 1 >= st.hv)):
+                with m.If((lo_next >= N) | (w_y + 1 >= st.hv)):
                     m.d.sync += w_active.eq(0)
         t = st.collected_tile
         span = 8 * LANES_PER_COPY
@@ -664,9 +689,9 @@ class ConvEngine(wiring.Component):
         with m.If(st.collected):
             m.d.sync += [
                 w_active.eq(1), w_border.eq(t.border),
-                w_plane.eq(t.plane), w_q0.eq(t.q0), w_lo.eq(-t.x0), w_hi.eq(st.wv - t.x0),
-                th_lo.eq(_thermometer(-t.x0, N)), th_hi.eq(_thermometer(st.wv - t.x0, N)),
-                th_left.eq(_thermometer(st.q_end - t.q0, N)),
+                w_plane.eq(t.plane), w_q0.eq(t.q0), w_lo.eq(e_lo),
+                lo_next.eq(e_lo + self.in_w), hi_next.eq(e_hi + self.in_w),
+                th_lo.eq(p_lo), th_hi.eq(p_hi), th_left.eq(p_left),
                 w_y.eq(t.y0), w_step.eq(0),
                 w_rowaddr.eq(Mux(t.border, t.plane + self.out_w - 1, t.plane + t.rowbase)),
             ]
