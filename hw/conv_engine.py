@@ -150,8 +150,8 @@ class ConvEngine(wiring.Component):
         self._writer(m, st)
         m.d.comb += st.busy.eq(Cat(st.s1.valid, st.s1b.valid, st.s2.valid, st.s2b.valid,
                                    st.s3.valid, st.in_flight != 0,
-                                   st.x_valid, st.p_valid, st.rq_left != 0, st.collected,
-                                   st.w_active, st.w_pending).any())
+                                   st.z_valid, st.x_valid, st.p_valid, st.rq_left != 0,
+                                   st.collected, st.w_active, st.w_pending).any())
         return m
 
     # -- buffers and the weight decoder --------------------------------------------------------
@@ -251,7 +251,12 @@ class ConvEngine(wiring.Component):
         # Likewise whether the channel being issued is the last: `chans_done` is set from it
         # when the channel ends, so CHANNEL decides on a register.
         last_chan, chans_done = Signal(), Signal()
+        # And the decision itself from registers: `at_last` (j is the tile's last: set a
+        # cycle ahead, from a `last_j` that may be a cycle stale at a tile's first weight,
+        # harmless as tiles are >= 4 long) and `ends_chan` (the tile ends the channel).
+        at_last, ends_chan = Signal(), Signal()
         m.d.sync += [
+            ends_chan.eq(border | last_tile & ~self.mode_border),
             last_chan.eq(chan + 1 == self.out_c),
             last_j.eq(length - 1),
             last_tile.eq(q0 + N >= st.q_end),
@@ -265,7 +270,7 @@ class ConvEngine(wiring.Component):
         m.d.comb += [
             st.list_r.addr.eq(Cat(j[:T], rb)), st.list_r.en.eq(1),
             st.bias_r.addr.eq(chan), st.bias_r.en.eq(1),
-            s0.first.eq(j == 0), s0.last.eq(j == last_j), s0.real.eq(j < n_real),
+            s0.first.eq(j == 0), s0.last.eq(at_last), s0.real.eq(j < n_real),
         ]
 
         # The lanes' columns shift in while `lane_shift` (TABLE, lane_i < N): a register, in
@@ -370,14 +375,14 @@ class ConvEngine(wiring.Component):
                                  length.eq(length_of(st.counts[rb])),
                                  q0.eq(st.q_start), x0.eq(0), y0.eq(self.row0 & st.merged),
                                  rowbase.eq(origin_out),
-                                 tile0.eq(1), border.eq(0)]
+                                 tile0.eq(1), border.eq(0), at_last.eq(0)]
                     m.next = "REPLAY"
             with m.State("REPLAY"):
                 m.d.comb += s0.valid.eq(1)
-                m.d.sync += j.eq(j + 1)
+                m.d.sync += [j.eq(j + 1), at_last.eq(j + 1 == last_j)]
                 with m.If(s0.last):
-                    m.d.sync += [j.eq(0), tile0.eq(0)]
-                    with m.If(border | last_tile & ~self.mode_border):
+                    m.d.sync += [j.eq(0), tile0.eq(0), at_last.eq(0)]
+                    with m.If(ends_chan):
                         m.d.comb += st.release.eq(1 << rb)
                         m.d.sync += [rb.eq(~rb), chan.eq(chan + 1), plane.eq(plane_next),
                                      chans_done.eq(last_chan)]
@@ -488,16 +493,24 @@ class ConvEngine(wiring.Component):
         row_fields = data.StructLayout({"width": S, "last_column": S, "step": len(st.div_b)})
         rows = [data.View(row_fields, c) for c in replicate(
             m, st.platform, Cat(self.in_w, (self.in_w - 1)[:S], st.div_b), groups, "row")]
-        xs = []
+        # Z: each lane's byte and its padding test, registered apart: the test (a column
+        # picked, two compares) and the multiplier's input register lie far apart on the chip.
+        st.z_valid = Signal()
+        z_answer = Signal(self.tap, name="z_answer")
+        z_bytes = [Signal(8, name=f"z_byte{l}") for l in range(N)]
+        z_zero = [Signal(name=f"z_zero{l}") for l in range(N)]
+        m.d.sync += [st.z_valid.eq(valid), z_answer.eq(answer)]
         for l in range(N):
             c = copies[l // LANES_PER_COPY]
             row = rows[l // LANES_PER_COPY]
             x_used = Mux(c.tile0, st.x_init[l], x_cur[l])
-            invalid = ((c.edge[0] & (x_used == 0))
-                       | (c.edge[1] & (x_used == row.last_column))
-                       | (c.edge[2] & (c.top > l))
-                       | (c.edge[3] & ~(c.bottom > l)))
-            xs.append(Mux(invalid, 0, lane_data[8 * l: 8 * l + 8]))
+            m.d.sync += [
+                z_bytes[l].eq(lane_data[8 * l: 8 * l + 8]),
+                z_zero[l].eq((c.edge[0] & (x_used == 0))
+                             | (c.edge[1] & (x_used == row.last_column))
+                             | (c.edge[2] & (c.top > l))
+                             | (c.edge[3] & ~(c.bottom > l))),
+            ]
             with m.If(c.advance):
                 step = x_used + row.step
                 m.d.sync += x_cur[l].eq(Mux(step >= row.width, step - row.width, step))
@@ -508,13 +521,14 @@ class ConvEngine(wiring.Component):
         groups = lane_groups(N)
         st.x_valid = Signal()
         x = [Signal(8, name=f"x{l}") for l in range(N)]
-        weights = [w.as_signed() for w in replicate(m, st.platform, answer.w, groups, "w")]
+        weights = [w.as_signed() for w in replicate(m, st.platform, z_answer.w, groups, "w")]
         info = Signal(data.StructLayout({"first": 1, "last": 1, "real": 1, "bias": signed(32),
                                          "tile": tile_layout(cfg)}))
-        m.d.sync += [st.x_valid.eq(valid)] + [x[l].eq(xs[l]) for l in range(N)]
-        m.d.sync += [info.first.eq(answer.first), info.last.eq(answer.last),
-                     info.real.eq(answer.real), info.bias.eq(answer.bias),
-                     info.tile.eq(answer.tile)]
+        m.d.sync += [st.x_valid.eq(st.z_valid)]
+        m.d.sync += [x[l].eq(Mux(z_zero[l], 0, z_bytes[l])) for l in range(N)]
+        m.d.sync += [info.first.eq(z_answer.first), info.last.eq(z_answer.last),
+                     info.real.eq(z_answer.real), info.bias.eq(z_answer.bias),
+                     info.tile.eq(z_answer.tile)]
 
         # P: products (the multipliers' output registers).
         st.p_valid = Signal()
