@@ -405,9 +405,9 @@ def build_parser():
     p.add_argument("--sdram-phase", type=_degrees, metavar="DEGREES", help="how far the "
                    "SDRAM's clock lags the core's (default 146.25; docs/BOARD_BRINGUP.md)")
     p.add_argument("--seed", type=_seeds, metavar="SEED[,SEED...]", help="nextpnr's "
-                   "placement seed (default nextpnr's own); another seed is another "
-                   "placement, and timing can differ. Several (2,3,1): place and route with "
-                   "each in turn until one meets timing")
+                   "placement seeds: place and route with each in turn until one meets "
+                   "timing (default 2,3,1); another seed is another placement, and timing "
+                   "can differ")
     p.set_defaults(func=cmd_build)
 
     p = sub.add_parser("program", parents=[as_json], help="load a bitstream into a ULX3S "

