@@ -155,16 +155,20 @@ class WeightDecoder(wiring.Component):
         fetch_addr = Signal(len(mem.addr))
         in_flight = Signal(range(self.PREFETCH + 1))
         to_parse = Signal(32)
+        # to_parse != 0, kept as a flag updated with the counter: the 32-bit compare sat at
+        # the start of the window's refill decision (a 64-lane critical path).
+        more = Signal()
         width = Mux(sparse, RUN_BITS + CODE_BITS, CODE_BITS)
         parse = Signal()
-        m.d.comb += [parse.eq(streaming & full_window & (to_parse != 0) & entries.w_rdy),
+        m.d.comb += [parse.eq(streaming & full_window & more & entries.w_rdy),
                      entries.w_en.eq(parse),
                      entries.w_data.eq(Cat(cur, nxt).bit_select(offset, RUN_BITS + CODE_BITS))]
         with m.If(restart):
             m.d.sync += [full_window.eq(0), half_window.eq(0), offset.eq(entries_bit),
-                         fetch_addr.eq(entries_word), to_parse.eq(count)]
+                         fetch_addr.eq(entries_word), to_parse.eq(count),
+                         more.eq(count != 0)]
         with m.Elif(parse):
-            m.d.sync += to_parse.eq(to_parse - 1)
+            m.d.sync += [to_parse.eq(to_parse - 1), more.eq(to_parse != 1)]
         # Consuming moves the offset; crossing a word boundary moves nxt into cur and takes
         # the next word from the FIFO.
         step = offset + Mux(parse, width, 0)
@@ -187,15 +191,14 @@ class WeightDecoder(wiring.Component):
             m.d.comb += words.r_en.eq(1)
         # Fetch ahead while the FIFO has room for everything in flight.
         fetch = Signal()
-        m.d.comb += fetch.eq(streaming & (to_parse != 0)
-                             & (words.level + in_flight < self.PREFETCH))
+        m.d.comb += fetch.eq(streaming & more & (words.level + in_flight < self.PREFETCH))
         m.d.sync += in_flight.eq(in_flight + fetch - (streaming & mem.valid))
         with m.If(fetch):
             m.d.comb += [mem.en.eq(1), mem.addr.eq(fetch_addr)]
             m.d.sync += fetch_addr.eq(fetch_addr + 1)
         m.d.comb += [words.w_en.eq(streaming & mem.valid), words.w_data.eq(mem.data)]
         done = Signal()
-        m.d.comb += done.eq((to_parse == 0) & (in_flight == 0))
+        m.d.comb += done.eq(~more & (in_flight == 0))
         return done
 
     def _assigner(self, m, sparse, taps, out_c, count, streaming, entries):
