@@ -237,8 +237,8 @@ def parse_nextpnr(report_path, log_path):
 
 
 #: nextpnr's placement seeds a build tries in turn until one meets timing. Placement is
-#: chaotic: the same netlist can miss the clock by a few endpoints with one seed and meet it
-#: with another (README "Numbers" has each seed's figures).
+#: chaotic: the same netlist can miss the clock with one seed, at 64 lanes by 10 MHz, and
+#: meet it with another (README "Numbers" has each seed's figures).
 DEFAULT_SEEDS = (2, 3, 1)
 
 
@@ -287,8 +287,8 @@ def build(board_name, lanes, clock_mhz, directory, progress=None, router="router
                "--textcfg", "top.config", "--report", "report.json", "--router", router,
                "--log", "top.tim"]
     for seed in seeds or DEFAULT_SEEDS:
-        rc, seconds = _run(command + ["--seed", str(seed)], directory, "nextpnr.log", Stage.PLACE_ROUTE,
-                           progress, f"{clock_mhz:g} MHz, seed {seed}")
+        rc, seconds = _run(command + ["--seed", str(seed)], directory, "nextpnr.log",
+                           Stage.PLACE_ROUTE, progress, f"{clock_mhz:g} MHz, seed {seed}")
         stages["place_and_route"] += seconds
         fmax, met, used = parse_nextpnr(directory / "report.json", directory / "top.tim")
         if rc < 0:
